@@ -1,0 +1,83 @@
+"""napari reader and writers: TIFF / OME-TIFF at the file's physical pixel size.
+
+Layer scales are in nanometres (``units`` = nm), the unit nanoscopy images are discussed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import NanoscopyError
+from .io import read_image, write_image
+
+UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "µm": 1e3, "um": 1e3, "micrometer": 1e3, "micron": 1e3, "mm": 1e6, "millimeter": 1e6}
+
+
+def get_reader(path: str | list[str]):
+    if isinstance(path, list) or not str(path).lower().endswith((".tif", ".tiff")):
+        return None
+    return read_tiff
+
+
+def read_tiff(path: str) -> list[tuple]:
+    image = read_image(path)
+    spatial = image.axes.replace("C", "")
+    pixel = image.pixel_size_nm
+    kwargs: dict[str, Any] = {
+        "name": Path(path).name.split(".")[0],
+        "metadata": {"pixel_size_nm": pixel, "axes": image.axes, **image.metadata},
+    }
+    if pixel is not None:
+        kwargs["scale"] = (1.0,) * (len(spatial) - 2) + (pixel, pixel)
+        kwargs["units"] = ("pixel",) * (len(spatial) - 2) + ("nm", "nm")
+    if "C" in image.axes:
+        kwargs["channel_axis"] = image.axes.index("C")
+        if image.channel_names:
+            kwargs["name"] = list(image.channel_names)
+    layer_type = "labels" if image.metadata.get("layer_type") == "labels" else "image"
+    if layer_type == "labels":
+        kwargs.pop("channel_axis", None)
+    return [(image.data, kwargs, layer_type)]
+
+
+def _pixel_size_nm(meta: dict[str, Any]) -> float | None:
+    """The layer's Y/X pixel size in nm, or None when its scale carries no physical unit."""
+    scale = meta.get("scale")
+    if scale is None:
+        return None
+    units = meta.get("units")
+    unit = str(units[-1]) if units else "pixel"
+    unit = unit.replace("nanometer", "nm").replace("micrometer", "µm")
+    if unit in UNIT_TO_NM:
+        y, x = (float(s) * UNIT_TO_NM[unit] for s in scale[-2:])
+        if abs(y - x) > 0.01 * x:
+            raise NanoscopyError(f"The layer has anisotropic pixels ({y:g} x {x:g} nm); resample it before saving.")
+        return x
+    metadata_pixel = (meta.get("metadata") or {}).get("pixel_size_nm")
+    return float(metadata_pixel) if metadata_pixel else None
+
+
+def _write(path: str, data: Any, meta: dict[str, Any], layer_type: str) -> list[str]:
+    import numpy as np
+
+    array = np.asarray(data)
+    # A layer read by us remembers its file's axes (channels were split into layers).
+    stored = str((meta.get("metadata") or {}).get("axes", "")).replace("C", "")
+    axes = stored if len(stored) == array.ndim else "TZYX"[-array.ndim:]
+    provenance = {
+        k: v for k, v in (meta.get("metadata") or {}).items() if isinstance(v, (str, int, float, bool, list, dict)) or v is None
+    }
+    provenance.update(layer_name=meta.get("name"), layer_type=layer_type)
+    if layer_type == "labels" and array.dtype == np.int64:
+        array = array.astype(np.int32)  # OME has no 64-bit integer pixels
+    write_image(path, array, pixel_size_nm=_pixel_size_nm(meta), axes=axes, metadata=provenance)
+    return [path]
+
+
+def write_image_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    return _write(path, data, meta, "image")
+
+
+def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    return _write(path, data, meta, "labels")

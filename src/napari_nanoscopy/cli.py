@@ -1,0 +1,202 @@
+"""The ``napari-nanoscopy`` command line: a thin front end over the library.
+
+User errors print one line (``napari-nanoscopy: error: ...``) and exit with status 2; an
+interrupted run exits with 130. Outputs are written only after the restoration has finished,
+each atomically, and a failure while writing removes the outputs this run had written, so a
+failed or interrupted run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .errors import Cancelled, NanoscopyError
+
+PROG = "napari-nanoscopy"
+
+
+class _Progress:
+    """A one-line progress bar on stderr (redrawn in place on a terminal, every 10 % otherwise)."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label, self.stream = label, stream
+        self.interactive = stream.isatty()
+        self.last_decile = -1
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        if self.interactive:
+            bar = "#" * int(fraction * 30)
+            self.stream.write(f"\r{self.label} [{bar:<30}] {fraction:4.0%} ({done}/{total})")
+            if done == total:
+                self.stream.write(f" {time.perf_counter() - self.start:.1f} s\n")
+        elif int(fraction * 10) > self.last_decile:
+            self.last_decile = int(fraction * 10)
+            self.stream.write(f"{self.label}: {fraction:.0%} ({done}/{total})\n")
+        self.stream.flush()
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise NanoscopyError(f"The input file {path} does not exist; check the path.")
+    return path
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .inference import Restorer
+    from .io import read_image, write_image
+
+    source = _existing_file(args.input)
+    outputs = {"restored": Path(args.output)}
+    if args.uncertainty:
+        outputs["uncertainty"] = Path(args.uncertainty)
+    if args.segmentation:
+        outputs["segmentation"] = Path(args.segmentation)
+    resolved = [p.expanduser().resolve() for p in outputs.values()]
+    if source.resolve() in resolved:
+        raise NanoscopyError(f"An output path is the input file {source}; choose another output path.")
+    if len(set(resolved)) != len(resolved):
+        raise NanoscopyError("Two outputs have the same path; give each output its own file.")
+    for path in outputs.values():
+        if path.exists() and not args.overwrite:
+            raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
+        if not path.expanduser().parent.is_dir():
+            raise NanoscopyError(f"The folder {path.parent} does not exist; create it first.")
+
+    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode)
+    card = restorer.card
+    if args.segmentation and not card.task:
+        raise NanoscopyError(
+            f"The model '{card.name}' has no task network, so there is no segmentation to write; "
+            "drop --segmentation or pick a task-assisted model."
+        )
+    image = read_image(source)
+    pixel_size = args.pixel_size if args.pixel_size is not None else image.pixel_size_nm
+    if pixel_size is None and card.pixel_size_nm is not None:
+        print(
+            f"{PROG}: note: {source.name} records no pixel size; assuming the model's {card.pixel_size_nm:g} nm "
+            "(give --pixel-size to resample).",
+            file=sys.stderr,
+        )
+    channel_axis = image.axes.index("C") if "C" in image.axes and restorer.in_channels > 1 else None
+    if "C" in image.axes and restorer.in_channels == 1 and image.data.shape[image.axes.index("C")] > 1:
+        raise NanoscopyError(
+            f"{source.name} has {image.data.shape[image.axes.index('C')]} channels but the model '{card.name}' "
+            "takes one; save the channel to restore as its own file."
+        )
+    result = restorer.restore(
+        image.data,
+        pixel_size_nm=pixel_size,
+        channel_axis=channel_axis,
+        samples=args.samples,
+        tile_size=args.tile,
+        seed=args.seed,
+        progress=_Progress(f"restoring {source.name}"),
+    )
+
+    stack_axes = "".join(a for a in image.axes[:-2] if a != "C" or restorer.in_channels == 1)
+    restored_axes = stack_axes + ("C" if restorer.out_channels > 1 else "") + "YX"
+    provenance = {"input": str(source), **result.provenance}
+    out_pixel = pixel_size if pixel_size is not None else card.pixel_size_nm
+    planned = [("restored", result.mean, restored_axes, card.output_channels, "restored")]
+    if "uncertainty" in outputs:
+        if result.std is None:
+            raise NanoscopyError("An uncertainty map needs at least 2 samples; pass --samples 2 or more.")
+        planned.append(("uncertainty", result.std, restored_axes, card.output_channels, "MC-dropout std"))
+    if "segmentation" in outputs:
+        labels = {str(i + 1): name for i, name in enumerate(result.task_names)}
+        planned.append(("segmentation", result.labels, stack_axes + "YX", None, labels))
+
+    written: list[Path] = []
+    try:
+        for key, data, axes, channel_names, content in planned:
+            write_image(
+                outputs[key],
+                data,
+                pixel_size_nm=out_pixel,
+                axes=axes,
+                channel_names=channel_names if "C" in axes else None,
+                metadata={"content": content, **provenance},
+            )
+            written.append(outputs[key])
+    except BaseException:
+        for path in written:  # all outputs or none
+            path.unlink(missing_ok=True)
+        raise
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .packages import list_models
+
+    cards = list_models(args.paths)
+    if not cards:
+        print("No bundled models are installed; give model package paths to list them.")
+        return 0
+    for card in cards:
+        print(card.summary())
+        if card.description:
+            print(f"    {card.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Deep-learning restoration of fluorescence nanoscopy images (TA-GAN, TCAN, Wang 2019, label2label).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a TIFF / OME-TIFF image with a model",
+        description="Restore INPUT with a model and write OUTPUT (and optional uncertainty and segmentation) "
+        "as TIFF / OME-TIFF with the input's pixel size.",
+    )
+    restore.add_argument("input", help="input TIFF or OME-TIFF")
+    restore.add_argument("output", help="restored image (.ome.tif for OME-TIFF, .tif for ImageJ TIFF)")
+    restore.add_argument("--model", "-m", required=True, help="bundled model name, package folder or .zip, or TA-GAN .pth")
+    restore.add_argument("--pixel-size", type=float, help="input pixel size in nm (default: read from the file)")
+    restore.add_argument("--samples", "-n", type=int, help="Monte-Carlo dropout samples (default: the model's)")
+    restore.add_argument("--uncertainty", help="write the per-pixel standard deviation of the samples here")
+    restore.add_argument("--segmentation", help="write the task network's segmentation (labels) here")
+    restore.add_argument("--tile", type=int, help="tile size in pixels (default: automatic)")
+    restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    restore.add_argument("--mc-mode", default="dropout", choices=["dropout", "train"],
+                         help="MC sampling: dropout only (default) or the public code's train-mode BatchNorm")
+    restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
+    restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    restore.set_defaults(handler=_restore)
+
+    models = commands.add_parser("models", help="list bundled models and the given model packages")
+    models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")
+    models.set_defaults(handler=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except NanoscopyError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        print(f"\n{PROG}: interrupted; no output was written.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+"""One restoration engine for every front end (widget, CLI, live pipeline, benchmarks).
+
+normalise -> resample to the model's pixel size -> tile with halos -> batch -> Monte-Carlo
+samples -> blend -> mean / std / task outputs -> back to the input grid and intensity units.
+
+Tiles overlap by a halo at least as wide as the network's receptive radius, so the blended
+result equals an untiled pass up to floating-point noise; tile origins sit on the network's
+stride grid, and the blending weights are separable, so they are normalised with two 1D sums
+instead of a full-size weight image.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import Cancelled, NanoscopyError
+from .packages import ModelPackage, load_model
+
+MIN_SIZE = 32  # pixels, at the model's pixel size: below this no model here has context to work with
+BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade (hides MC-dropout seams)
+MC_MODES = ("dropout", "train")
+MIN_TILE = 2 * BLEND_WIDTH
+# Fourier channel attention (TCAN) pools over the whole field, so tiles change its result:
+# such models run untiled up to this size, and are tiled (approximately) only beyond it.
+GLOBAL_CONTEXT_TILE = 2048
+PERCENTILE_SAMPLE = 1 << 22  # pixels; larger planes are subsampled on a regular grid for percentiles
+# Pixels of input (batch x window area) per forward pass; bounds activation memory.
+BATCH_PIXELS = {"cpu": 1 << 21, "cuda": 1 << 23, "mps": 1 << 22}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class RestorationResult:
+    """What a restoration returns; every array is on the input image's pixel grid.
+
+    ``mean`` and ``std`` have the input's leading (stack) axes, then the output channels when
+    the model has more than one, then Y, X. ``std`` is the per-pixel spread of the Monte-Carlo
+    samples (``None`` for a single deterministic pass). ``task`` holds the task network's mean
+    outputs in its own units (leading axes, task channel, Y, X), ``segmentation`` their
+    binarisation with the card's thresholds, ``labels`` one integer label per pixel (0 =
+    background, k = task output k-1, the most confident class where several pass).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray | None = None
+    samples: np.ndarray | None = None
+    task: np.ndarray | None = None
+    task_samples: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    task_names: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise NanoscopyError(f"'{device}' is not a device name; use auto, cpu, cuda, cuda:N or mps.") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if not available.get(resolved.type, False):
+        raise NanoscopyError(f"The device '{device}' is not available on this machine; use auto or cpu.")
+    return resolved
+
+
+def _is_dropout(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout))
+
+
+def has_dropout(module: nn.Module) -> bool:
+    return any(_is_dropout(m) and m.p > 0 for m in module.modules())
+
+
+@contextmanager
+def sampling_mode(module: nn.Module, mode: str | None) -> Iterator[None]:
+    """Put a network in the state for deterministic (None) or Monte-Carlo sampling.
+
+    ``"dropout"``: BatchNorm uses its running statistics and only dropout is active, so a
+    sample does not depend on which tiles share its batch. ``"train"``: the public TA-GAN
+    code's way, everything in train mode, BatchNorm normalising with each image's own
+    statistics; running statistics are left untouched.
+    """
+    was_training = {m: m.training for m in module.modules()}
+    tracked = {m: m.track_running_stats for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    try:
+        module.eval()
+        if mode == "dropout":
+            for m in module.modules():
+                if _is_dropout(m):
+                    m.train()
+        elif mode == "train":
+            module.train()
+            for m in tracked:
+                m.track_running_stats = False  # use batch statistics without updating the buffers
+        yield
+    finally:
+        for m, training in was_training.items():
+            m.train(training)
+        for m, value in tracked.items():
+            m.track_running_stats = value
+
+
+# --- intensity normalisation -------------------------------------------------------------
+
+
+@dataclass
+class _Affine:
+    """x -> scale * x + offset."""
+
+    scale: float
+    offset: float
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return (array.astype(np.float32, copy=False) * np.float32(self.scale) + np.float32(self.offset)).astype(
+            np.float32, copy=False
+        )
+
+
+def _sample_for_statistics(plane: np.ndarray) -> np.ndarray:
+    step = max(1, math.ceil(math.sqrt(plane.size / PERCENTILE_SAMPLE)))
+    return plane[::step, ::step]
+
+
+def _input_affine(plane: np.ndarray, spec: dict[str, Any], channel: int, frame: int) -> _Affine:
+    mode = spec.get("mode")
+    if mode == "none":
+        return _Affine(1.0, 0.0)
+    low_target, high_target = spec.get("range", [-1.0, 1.0])
+    if mode == "fixed":
+        low, high = float(spec["min"]), float(spec["max"])
+    else:
+        values = _sample_for_statistics(plane)
+        if mode == "percentile":
+            low, high = np.percentile(values, [float(spec.get("low", 1.0)), float(spec.get("high", 99.8))])
+        else:  # minmax
+            low, high = float(values.min()), float(values.max())
+        if high <= low:
+            low, high = float(plane.min()), float(plane.max())
+    if not high > low:
+        where = f"channel {channel} of plane {frame}" if frame or channel else "the image"
+        raise NanoscopyError(
+            f"{where[0].upper() + where[1:]} is constant (every pixel is {low:g}): there is nothing to restore; "
+            "check that you picked the right image or channel."
+        )
+    scale = (high_target - low_target) / (high - low)
+    return _Affine(scale, low_target - low * scale)
+
+
+def _output_affine(card, input_affine: _Affine) -> _Affine:
+    spec = card.output_normalization()
+    low, high = spec.get("range", [-1.0, 1.0])
+    if spec["mode"] == "range":  # model range -> [0, 1]
+        return _Affine(1.0 / (high - low), -low / (high - low))
+    # "input": invert the first channel's normalisation, back to the input's intensity units
+    return _Affine(1.0 / input_affine.scale, -input_affine.offset / input_affine.scale)
+
+
+# --- resampling ----------------------------------------------------------------------------
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
+    """Resize the last two axes of (C, Y, X) to ``shape`` (anti-aliased when shrinking)."""
+    from skimage.transform import resize
+
+    if array.shape[-2:] == tuple(shape):
+        return array
+    shrinking = shape[0] < array.shape[-2] or shape[1] < array.shape[-1]
+    out = np.empty(array.shape[:-2] + tuple(shape), dtype=np.float32)
+    for index in np.ndindex(array.shape[:-2]):
+        out[index] = resize(
+            array[index], shape, order=order, mode="reflect", anti_aliasing=shrinking, preserve_range=True
+        )
+    return out
+
+
+# --- tiling --------------------------------------------------------------------------------
+
+
+def _blend_ramp(width: int) -> np.ndarray:
+    """sin^2 ramp sampled at pixel centres: ramp(u) + ramp(width-1-u) == 1, never exactly 0."""
+    u = (np.arange(width) + 0.5) / width
+    return np.sin(u * np.pi / 2) ** 2
+
+
+@dataclass
+class _AxisPlan:
+    """Tile windows along one axis and their normalised blending weights."""
+
+    starts: list[int]  # window starts, inside [0, padded length - window]
+    window: int
+    weights: list[np.ndarray]  # per window, weights over the image pixels it covers (already normalised)
+    spans: list[tuple[int, int]]  # per window, the image pixel range [a, b) its weights cover
+
+
+def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int) -> _AxisPlan:
+    """Windows of ``core + 2 * halo`` pixels on a grid of ``core``, kept inside the image.
+
+    The image is padded (reflected) only up to the network's size multiple. A window is
+    shifted inward at the image's edges, so the border pixels see the same context as in an
+    untiled pass, and each weighted region keeps at least ``halo - blend / 2`` pixels of
+    real context from the window edges that lie inside the image.
+    """
+    padded = _round_up(length, multiple)
+    if core + 2 * halo >= padded:
+        core_starts, window, starts = [0], padded, [0]
+    else:
+        core_starts = list(range(0, length, core))
+        window = core + 2 * halo
+        starts = [min(max(start - halo, 0), padded - window) for start in core_starts]
+    raw = []
+    for index, start in enumerate(core_starts):
+        last = index == len(core_starts) - 1
+        weight_start = 0 if index == 0 else start - blend // 2
+        weight_end = length if last else min(start + core, length) + blend // 2
+        weight = np.ones(weight_end - weight_start, dtype=np.float64)
+        if index > 0:
+            weight[:blend] = _blend_ramp(blend)
+        if not last:
+            weight[-blend:] = _blend_ramp(blend)[::-1]
+        raw.append((weight_start, weight_end, weight))
+    total = np.zeros(length, dtype=np.float64)
+    for a, b, weight in raw:
+        total[a:b] += weight
+    return _AxisPlan(
+        starts=starts,
+        window=window,
+        weights=[(w / total[a:b]).astype(np.float32) for a, b, w in raw],
+        spans=[(a, b) for a, b, _ in raw],
+    )
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+class _Network(nn.Module):
+    """Generator followed by the task network (when there is one), as one tiled unit."""
+
+    def __init__(self, generator: nn.Module, task_network: nn.Module | None):
+        super().__init__()
+        self.generator = generator
+        self.task_network = task_network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        restored = self.generator(x)
+        return restored, None if self.task_network is None else self.task_network(restored)
+
+
+class Restorer:
+    """Apply one model package to images of any size, with Monte-Carlo uncertainty."""
+
+    def __init__(self, model: ModelPackage | str, device: str | torch.device | None = "auto", mc_mode: str = "dropout"):
+        if mc_mode not in MC_MODES:
+            raise NanoscopyError(f"mc_mode must be one of {', '.join(MC_MODES)}, not '{mc_mode}'.")
+        self.package = model if isinstance(model, ModelPackage) else load_model(model)
+        self.card = self.package.card
+        self.device = resolve_device(device)
+        self.mc_mode = mc_mode
+        self.network = _Network(self.package.generator, self.package.task_network).to(self.device).eval()
+        generator, task_network = self.package.generator, self.package.task_network
+        self.in_channels = generator.in_channels
+        self.out_channels = generator.out_channels
+        self.size_multiple = math.lcm(generator.size_multiple, task_network.size_multiple if task_network else 1)
+        radius = generator.receptive_radius + (task_network.receptive_radius if task_network else 0)
+        self.halo = _round_up(radius + BLEND_WIDTH // 2, self.size_multiple)
+        self.stochastic = has_dropout(generator) or (task_network is not None and has_dropout(task_network))
+        self.task_names = list(self.card.task["outputs"]) if self.card.task else []
+        self.global_context = any(
+            getattr(net, "global_context", False) for net in (generator, task_network) if net is not None
+        )
+
+    # -- public ------------------------------------------------------------------------------
+
+    def restore(
+        self,
+        image: np.ndarray,
+        *,
+        pixel_size_nm: float | None = None,
+        channel_axis: int | None = None,
+        samples: int | None = None,
+        tile_size: int | None = None,
+        batch_size: int | None = None,
+        keep_samples: bool = False,
+        seed: int | None = None,
+        progress: ProgressCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> RestorationResult:
+        """Restore a 2D image, a 2D multichannel image or a stack (T or Z) of either.
+
+        ``channel_axis`` says which axis holds the model's input channels (needed only for
+        models with several inputs; default: the axis just before Y); the last two of the
+        remaining axes are Y and X. ``pixel_size_nm`` is the
+        image's pixel size: when given and different from the model's, the image is resampled
+        to the model's pixel size and the results back to the image's grid. ``samples`` is the
+        number of Monte-Carlo dropout samples (default: the card's; 1 = one deterministic pass).
+        ``should_cancel`` is polled between batches; when it returns True, :class:`Cancelled`
+        is raised and nothing is returned.
+        """
+        samples = self.card.default_samples if samples is None else int(samples)
+        if samples < 1:
+            raise NanoscopyError(f"The number of samples must be at least 1, not {samples}.")
+        frames, lead_shape = self._frames(image, channel_axis)
+        factor = self._zoom_factor(pixel_size_nm)
+        height, width = frames.shape[-2:]
+        model_shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if min(model_shape) < MIN_SIZE:
+            raise NanoscopyError(
+                f"The image is {height}x{width} pixels ({model_shape[0]}x{model_shape[1]} at the model's pixel size), "
+                f"smaller than the {MIN_SIZE}x{MIN_SIZE} minimum; give a larger field of view."
+            )
+        core = self._core_size(tile_size)
+        plans = (
+            _plan_axis(model_shape[0], core, self.halo, BLEND_WIDTH, self.size_multiple),
+            _plan_axis(model_shape[1], core, self.halo, BLEND_WIDTH, self.size_multiple),
+        )
+        passes = samples if self.stochastic else 1  # without dropout every sample is the same
+        window_pixels = plans[0].window * plans[1].window
+        if self.mc_mode == "train" and passes > 1:
+            batch = 1  # the public code's behaviour: BatchNorm statistics of one image at a time
+        elif batch_size is not None:
+            if batch_size < 1:
+                raise NanoscopyError(f"The batch size must be at least 1, not {batch_size}.")
+            batch = batch_size
+        else:
+            batch = max(1, BATCH_PIXELS.get(self.device.type, 1 << 21) // window_pixels)
+        n_tiles = len(plans[0].starts) * len(plans[1].starts)
+        total_steps = math.ceil(n_tiles * passes / batch) * len(frames)
+
+        n_frames = len(frames)
+        out_c, task_c = self.out_channels, len(self.task_names)
+        mean = np.empty((n_frames, out_c, height, width), dtype=np.float32)
+        std = np.empty_like(mean) if samples > 1 else None
+        sample_out = np.empty((samples, n_frames, out_c, height, width), dtype=np.float32) if keep_samples else None
+        task_mean = np.empty((n_frames, task_c, height, width), dtype=np.float32) if task_c else None
+        task_sample_out = (
+            np.empty((samples, n_frames, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None
+        )
+
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("Restoration cancelled.")
+            done += 1
+            if progress is not None:
+                progress(done, total_steps)
+
+        with self._rng(seed):
+            for index, frame in enumerate(frames):
+                self._check_finite(frame, index)
+                affines = [
+                    _input_affine(frame[c], spec, c, index)
+                    for c, spec in enumerate(self.card.input_normalizations())
+                ]
+                run = _FrameRun(self, _FrameSource(frame, affines, model_shape), plans, passes, batch, keep_samples)
+                run.run(step)
+                accum = run.accumulators
+                output_affine = _output_affine(self.card, affines[0])
+                mean[index] = output_affine.apply(_resize(accum.mean, (height, width)))
+                if std is not None:
+                    spread = accum.std if passes > 1 else np.zeros_like(accum.mean)
+                    std[index] = _resize(spread, (height, width)) * np.float32(abs(output_affine.scale))
+                if sample_out is not None:
+                    for k in range(samples):
+                        sample_out[k, index] = output_affine.apply(_resize(accum.sample(k), (height, width)))
+                if task_mean is not None:
+                    task_mean[index] = _resize(accum.task_mean, (height, width))
+                if task_sample_out is not None:
+                    for k in range(samples):
+                        task_sample_out[k, index] = _resize(accum.task_sample(k), (height, width))
+
+        return self._result(
+            lead_shape, mean, std, sample_out, task_mean, task_sample_out,
+            dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=core, batch_size=batch,
+                 zoom=factor, seed=seed, stochastic_passes=passes),
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _frames(self, image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
+        """View the image as (frames, channels, Y, X) and return the leading stack shape."""
+        array = np.asarray(image)
+        if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise NanoscopyError(
+                f"The image has data type {array.dtype}; give a real-valued integer or floating-point image."
+            )
+        if array.ndim < 2:
+            raise NanoscopyError(f"The image has {array.ndim} dimension(s); give at least a 2D (Y, X) image.")
+        if array.size == 0:
+            raise NanoscopyError(f"The image is empty (shape {array.shape}); give an image with pixels.")
+        expected = self.in_channels
+        if channel_axis is None and expected > 1:
+            if array.ndim >= 3 and array.shape[-3] == expected:
+                channel_axis = array.ndim - 3
+            else:
+                raise NanoscopyError(
+                    f"The model '{self.card.name}' takes {expected} channels ({', '.join(self.card.input_channels)}) "
+                    f"but the image of shape {array.shape} has no axis of length {expected} before Y, X; "
+                    "give a multichannel image and its channel axis."
+                )
+        if channel_axis is not None:
+            axis = channel_axis + array.ndim if channel_axis < 0 else channel_axis
+            if array.ndim < 3 or not 0 <= axis < array.ndim:
+                raise NanoscopyError(
+                    f"The channel axis {channel_axis} is not an axis of an image of shape {array.shape} "
+                    "that also has Y and X; give the index of the channel axis."
+                )
+            channel_axis = axis
+            if array.shape[channel_axis] != expected:
+                raise NanoscopyError(
+                    f"The model '{self.card.name}' takes {expected} channel(s) "
+                    f"({', '.join(self.card.input_channels)}) but the image has {array.shape[channel_axis]} "
+                    f"along its channel axis; pick the matching channel(s) or another model."
+                )
+            array = np.moveaxis(array, channel_axis, -3)
+        else:
+            array = array[..., np.newaxis, :, :]
+        lead_shape = array.shape[:-3]
+        return array.reshape((-1,) + array.shape[-3:]), lead_shape
+
+    def _check_finite(self, frame: np.ndarray, index: int) -> None:
+        if np.issubdtype(frame.dtype, np.floating):
+            bad = frame.size - int(np.count_nonzero(np.isfinite(frame)))
+            if bad:
+                where = f" (plane {index})" if index else ""
+                raise NanoscopyError(
+                    f"The image{where} contains {bad} NaN or infinite pixel(s); replace them (for example with 0) "
+                    "before restoring."
+                )
+
+    def _zoom_factor(self, pixel_size_nm: float | None) -> float:
+        if pixel_size_nm is None or self.card.pixel_size_nm is None:
+            return 1.0
+        if not (isinstance(pixel_size_nm, (int, float)) and math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+            raise NanoscopyError(f"The pixel size must be a positive number of nanometres, not {pixel_size_nm!r}.")
+        factor = pixel_size_nm / self.card.pixel_size_nm
+        return 1.0 if abs(factor - 1.0) < 1e-3 else factor
+
+    def _core_size(self, tile_size: int | None) -> int:
+        if tile_size is None:
+            # The largest window one forward pass may take; bigger tiles waste less on halos.
+            budget = int(math.sqrt(BATCH_PIXELS.get(self.device.type, 1 << 21)))
+            if self.global_context:
+                budget = max(budget, GLOBAL_CONTEXT_TILE)
+            core = (budget - 2 * self.halo) // self.size_multiple * self.size_multiple
+            return max(core, _round_up(MIN_TILE, self.size_multiple))
+        if tile_size < MIN_TILE:
+            raise NanoscopyError(
+                f"The tile size must be at least {MIN_TILE} pixels, not {tile_size}; "
+                "leave it empty for an automatic choice."
+            )
+        return _round_up(int(tile_size), self.size_multiple)
+
+    @contextmanager
+    def _rng(self, seed: int | None) -> Iterator[None]:
+        if seed is None:
+            yield
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _result(self, lead_shape, mean, std, sample_out, task_mean, task_sample_out, parameters) -> RestorationResult:
+        def shaped(array: np.ndarray | None, squeeze: bool, leading: tuple[int, ...] = ()) -> np.ndarray | None:
+            if array is None:
+                return None
+            reshaped = array.reshape(leading + lead_shape + array.shape[len(leading) + 1:])
+            return reshaped[..., 0, :, :] if squeeze else reshaped
+
+        single = self.out_channels == 1
+        result = RestorationResult(
+            mean=shaped(mean, single),
+            std=shaped(std, single),
+            samples=shaped(sample_out, single, leading=(sample_out.shape[0],)) if sample_out is not None else None,
+            task=shaped(task_mean, False),
+            task_samples=(
+                shaped(task_sample_out, False, leading=(task_sample_out.shape[0],)) if task_sample_out is not None else None
+            ),
+            task_names=self.task_names,
+        )
+        if result.task is not None:
+            thresholds = np.asarray(self.card.task["thresholds"], dtype=np.float32)[:, None, None]
+            margin = result.task - thresholds
+            result.segmentation = margin > 0
+            best = np.argmax(margin, axis=-3)
+            result.labels = np.where(result.segmentation.any(axis=-3), best + 1, 0).astype(np.uint8)
+        result.provenance = {
+            "model": self.card.name,
+            "family": self.card.family,
+            "weights_sha256": self.card.weights_sha256,
+            "model_pixel_size_nm": self.card.pixel_size_nm,
+            "mc_mode": self.mc_mode if parameters["samples"] > 1 else "deterministic",
+            "device": str(self.device),
+            "napari_nanoscopy": __version__,
+            "torch": torch.__version__,
+            **parameters,
+        }
+        return result
+
+
+class _FrameSource:
+    """Normalised (and resampled) windows of one (C, Y, X) plane, extracted on demand.
+
+    Without resampling no normalised copy of the whole plane is made: each window is cut
+    from the raw data and normalised on its own, which keeps the peak memory near the
+    size of the outputs.
+    """
+
+    def __init__(self, frame: np.ndarray, affines: list[_Affine], model_shape: tuple[int, int]):
+        self.affines = affines
+        if frame.shape[-2:] != tuple(model_shape):
+            normalised = np.stack([a.apply(channel) for a, channel in zip(affines, frame)])
+            self.data = _resize(normalised, model_shape)
+            self.affines = [_Affine(1.0, 0.0)] * len(affines)
+        else:
+            self.data = frame
+        self.shape = tuple(model_shape)
+
+    def window(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
+        """The window [y0, y0+height) x [x0, x0+width), reflected beyond the plane's edges."""
+        ya, yb = max(0, y0), min(self.shape[0], y0 + height)
+        xa, xb = max(0, x0), min(self.shape[1], x0 + width)
+        crop = np.stack([a.apply(channel[ya:yb, xa:xb]) for a, channel in zip(self.affines, self.data)])
+        pad = ((0, 0), (ya - y0, y0 + height - yb), (xa - x0, x0 + width - xb))
+        if any(p for pair in pad for p in pair):
+            crop = np.pad(crop, pad, mode="reflect" if min(crop.shape[-2:]) > 1 else "edge")
+        return crop
+
+
+@dataclass
+class _Accumulators:
+    mean: np.ndarray
+    var: np.ndarray | None
+    samples: np.ndarray | None
+    task_mean: np.ndarray | None
+    task_samples: np.ndarray | None
+    passes: int
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.var, 0.0))
+
+    def sample(self, k: int) -> np.ndarray:
+        return self.samples[min(k, self.passes - 1)]
+
+    def task_sample(self, k: int) -> np.ndarray:
+        return self.task_samples[min(k, self.passes - 1)]
+
+
+class _FrameRun:
+    """Runs every tile x sample of one plane in batches and blends them into accumulators."""
+
+    def __init__(self, restorer: Restorer, source: _FrameSource, plans, passes: int, batch: int, keep_samples: bool):
+        self.restorer, self.source, self.plans = restorer, source, plans
+        self.passes, self.batch, self.keep_samples = passes, batch, keep_samples
+        height, width = source.shape
+        out_c, task_c = restorer.out_channels, len(restorer.task_names)
+        self.accumulators = _Accumulators(
+            mean=np.zeros((out_c, height, width), dtype=np.float32),
+            var=np.zeros((out_c, height, width), dtype=np.float32) if passes > 1 else None,
+            samples=np.zeros((passes, out_c, height, width), dtype=np.float32) if keep_samples else None,
+            task_mean=np.zeros((task_c, height, width), dtype=np.float32) if task_c else None,
+            task_samples=np.zeros((passes, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None,
+            passes=passes,
+        )
+
+    def run(self, step: Callable[[], None]) -> None:
+        """Process all batches; ``step`` is called before each (progress, cancellation)."""
+        restorer = self.restorer
+        plan_y, plan_x = self.plans
+        tiles = [(iy, ix) for iy in range(len(plan_y.starts)) for ix in range(len(plan_x.starts))]
+        jobs = [(tile, k) for tile in tiles for k in range(self.passes)]
+        mode = restorer.mc_mode if self.passes > 1 else None
+        pending: dict[tuple[int, int], list] = {}
+        with torch.inference_mode(), sampling_mode(restorer.network, mode):
+            for first in range(0, len(jobs), self.batch):
+                step()
+                chunk = jobs[first:first + self.batch]
+                windows = {}
+                for tile, _ in chunk:
+                    if tile not in windows:
+                        iy, ix = tile
+                        windows[tile] = self.source.window(
+                            plan_y.starts[iy], plan_x.starts[ix], plan_y.window, plan_x.window
+                        )
+                batch = torch.from_numpy(np.stack([windows[tile] for tile, _ in chunk])).to(restorer.device)
+                restored, task = restorer.network(batch)
+                restored = restored.float().cpu().numpy()
+                task = None if task is None else task.float().cpu().numpy()
+                for position, (tile, k) in enumerate(chunk):
+                    outputs = pending.setdefault(tile, [])
+                    outputs.append((k, restored[position], None if task is None else task[position]))
+                    if len(outputs) == self.passes:
+                        self._blend(tile, pending.pop(tile))
+
+    def _blend(self, tile: tuple[int, int], outputs: list) -> None:
+        plan_y, plan_x = self.plans
+        iy, ix = tile
+        (ya, yb), (xa, xb) = plan_y.spans[iy], plan_x.spans[ix]
+        # window coordinates of the weighted span
+        wy0, wx0 = ya - plan_y.starts[iy], xa - plan_x.starts[ix]
+        weight = plan_y.weights[iy][:, None] * plan_x.weights[ix][None, :]
+        crop = (slice(None), slice(wy0, wy0 + yb - ya), slice(wx0, wx0 + xb - xa))
+        region = (slice(None), slice(ya, yb), slice(xa, xb))
+        stack = np.stack([o[1][crop] for o in outputs]).astype(np.float64)
+        acc = self.accumulators
+        acc.mean[region] += (weight * stack.mean(axis=0)).astype(np.float32)
+        if acc.var is not None:
+            acc.var[region] += (weight * stack.var(axis=0, ddof=1)).astype(np.float32)
+        if outputs[0][2] is not None:
+            task_stack = np.stack([o[2][crop] for o in outputs])
+            acc.task_mean[region] += weight * task_stack.mean(axis=0)
+            if acc.task_samples is not None:
+                for k, _, task in outputs:
+                    acc.task_samples[k][region] += weight * task[crop]
+        if acc.samples is not None:
+            for k, restored, _ in outputs:
+                acc.samples[k][region] += weight * restored[crop]
+
+
+def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", **options) -> RestorationResult:
+    """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :meth:`Restorer.restore`."""
+    return Restorer(model, device=device).restore(image, **options)

@@ -1,0 +1,476 @@
+"""Model packages: a folder (or a .zip of it) holding ``model.json`` and ``weights.safetensors``.
+
+The card (``model.json``) carries everything a front end needs to apply a model correctly:
+family and architecture, channel meaning, pixel size, normalisation, task outputs and their
+binarisation thresholds, acquisition conditions, training provenance, metrics and the
+sha256 of the weights. Weights never go through pickle: safetensors for our packages,
+``torch.load(weights_only=True)`` for foreign TA-GAN ``.pth`` state dicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import NanoscopyError
+from .models import FAMILIES, TASK_NETWORKS, build_generator, build_task_network, paper_defaults
+
+CARD_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_VERSION = 1
+GENERATOR_PREFIX = "generator."
+TASK_PREFIX = "task."
+
+NORMALIZATION_MODES = ("percentile", "minmax", "fixed", "none")
+OUTPUT_MODES = ("range", "input")
+# A tanh generator sees and produces [-1, 1]; a linear one (CARE) works in [0, 1] units.
+DEFAULT_INPUT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
+DEFAULT_OUTPUT_NORMALIZATION = {"mode": "range", "range": [-1.0, 1.0]}
+
+
+@dataclass
+class ModelCard:
+    """The contents of ``model.json``; see ``docs/model-packages.md`` for every field."""
+
+    name: str
+    family: str
+    generator: dict[str, Any]
+    input_channels: list[str]
+    output_channels: list[str]
+    pixel_size_nm: float | None
+    normalization: dict[str, Any]
+    description: str = ""
+    task_network: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
+    default_samples: int = 1
+    acquisition: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "family": self.family,
+            "description": self.description,
+            "architecture": {"generator": self.generator, "task_network": self.task_network},
+            "channels": {"input": self.input_channels, "output": self.output_channels},
+            "pixel_size_nm": self.pixel_size_nm,
+            "normalization": self.normalization,
+            "task": self.task,
+            "default_samples": self.default_samples,
+            "acquisition": self.acquisition,
+            "training": self.training,
+            "metrics": self.metrics,
+            "weights": {"file": WEIGHTS_FILE, "sha256": self.weights_sha256},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model.json") -> "ModelCard":
+        def need(mapping: dict, key: str, where: str):
+            if not isinstance(mapping, dict) or key not in mapping:
+                raise NanoscopyError(
+                    f"The model card {source} has no '{where}{key}' entry; "
+                    "re-export the model with napari-nanoscopy or add the field (see docs/model-packages.md)."
+                )
+            return mapping[key]
+
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise NanoscopyError(
+                f"The model card {source} has format_version {version}, but this napari-nanoscopy "
+                f"reads version {FORMAT_VERSION}; upgrade napari-nanoscopy or re-export the model."
+            )
+        architecture = need(data, "architecture", "")
+        channels = need(data, "channels", "")
+        weights = need(data, "weights", "")
+        pixel_size = data.get("pixel_size_nm")
+        card = cls(
+            name=str(need(data, "name", "")),
+            family=str(need(data, "family", "")),
+            generator=dict(need(architecture, "generator", "architecture.")),
+            task_network=architecture.get("task_network"),
+            input_channels=list(need(channels, "input", "channels.")),
+            output_channels=list(need(channels, "output", "channels.")),
+            pixel_size_nm=None if pixel_size is None else float(pixel_size),
+            normalization=dict(need(data, "normalization", "")),
+            description=str(data.get("description", "")),
+            task=data.get("task"),
+            default_samples=int(data.get("default_samples", 1)),
+            acquisition=dict(data.get("acquisition") or {}),
+            training=dict(data.get("training") or {}),
+            metrics=dict(data.get("metrics") or {}),
+            weights_sha256=str(need(weights, "sha256", "weights.")),
+        )
+        card.validate(source)
+        return card
+
+    def validate(self, source: str = "model.json") -> None:
+        """Check the card's own consistency (the weights are checked when they are loaded)."""
+
+        def fail(problem: str) -> None:
+            raise NanoscopyError(f"The model card {source} is invalid: {problem}.")
+
+        if self.family not in FAMILIES:
+            fail(f"unknown family '{self.family}' (known: {', '.join(FAMILIES)})")
+        if self.pixel_size_nm is not None and not self.pixel_size_nm > 0:
+            fail(f"pixel_size_nm must be positive, not {self.pixel_size_nm}")
+        if not self.input_channels or not self.output_channels:
+            fail("channels.input and channels.output must each name at least one channel")
+        input_norms = self.input_normalizations()
+        if len(input_norms) != len(self.input_channels):
+            fail(
+                f"normalization.input lists {len(input_norms)} channels but channels.input has "
+                f"{len(self.input_channels)}"
+            )
+        for norm in input_norms:
+            if norm.get("mode") not in NORMALIZATION_MODES:
+                fail(f"normalization mode '{norm.get('mode')}' is not one of {', '.join(NORMALIZATION_MODES)}")
+        output = self.output_normalization()
+        if output.get("mode") not in OUTPUT_MODES:
+            fail(f"normalization.output mode '{output.get('mode')}' is not one of {', '.join(OUTPUT_MODES)}")
+        if self.default_samples < 1:
+            fail(f"default_samples must be at least 1, not {self.default_samples}")
+        if self.task is not None:
+            if self.task_network is None:
+                fail("it describes task outputs but no architecture.task_network")
+            outputs = self.task.get("outputs") or []
+            thresholds = self.task.get("thresholds") or []
+            if not outputs or len(outputs) != len(thresholds):
+                fail("task.outputs and task.thresholds must be non-empty lists of equal length")
+        if self.task_network is not None:
+            kind = self.task_network.get("kind")
+            if kind not in TASK_NETWORKS:
+                fail(f"unknown task network '{kind}' (known: {', '.join(TASK_NETWORKS)})")
+
+    def input_normalizations(self) -> list[dict[str, Any]]:
+        """One normalisation dict per input channel (a single dict applies to all channels)."""
+        spec = self.normalization.get("input", DEFAULT_INPUT_NORMALIZATION)
+        if isinstance(spec, dict):
+            return [spec] * len(self.input_channels)
+        return list(spec)
+
+    def output_normalization(self) -> dict[str, Any]:
+        return self.normalization.get("output", DEFAULT_OUTPUT_NORMALIZATION)
+
+    def summary(self) -> str:
+        pixel = f"{self.pixel_size_nm:g} nm" if self.pixel_size_nm else "any pixel size"
+        task = f", task: {', '.join(self.task['outputs'])}" if self.task else ""
+        return (
+            f"{self.name} [{self.family}] {pixel}, in: {', '.join(self.input_channels)}, "
+            f"out: {', '.join(self.output_channels)}{task}"
+        )
+
+
+@dataclass
+class ModelPackage:
+    """A loaded model: its card and ready-to-run torch modules (on the CPU, eval mode)."""
+
+    card: ModelCard
+    generator: torch.nn.Module
+    task_network: torch.nn.Module | None
+    source: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_models_dir() -> Path:
+    return Path(str(resources.files("napari_nanoscopy") / "bundled"))
+
+
+def bundled_model_names() -> list[str]:
+    folder = bundled_models_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / CARD_FILE).is_file())
+
+
+def build_modules(card: ModelCard) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    generator = build_generator(card.family, **card.generator)
+    task_network = None
+    if card.task_network is not None:
+        task_network = build_task_network(card.task_network["kind"], **card.task_network.get("kwargs", {}))
+    if len(card.input_channels) != generator.in_channels:
+        raise NanoscopyError(
+            f"The model card of '{card.name}' names {len(card.input_channels)} input channels but its "
+            f"generator takes {generator.in_channels}; fix channels.input in model.json."
+        )
+    if len(card.output_channels) != generator.out_channels:
+        raise NanoscopyError(
+            f"The model card of '{card.name}' names {len(card.output_channels)} output channels but its "
+            f"generator produces {generator.out_channels}; fix channels.output in model.json."
+        )
+    if task_network is not None and card.task is not None:
+        if len(card.task["outputs"]) != task_network.out_channels:
+            raise NanoscopyError(
+                f"The model card of '{card.name}' names {len(card.task['outputs'])} task outputs but its "
+                f"task network produces {task_network.out_channels}; fix task.outputs in model.json."
+            )
+    return generator, task_network
+
+
+def _split_state(tensors: dict[str, torch.Tensor], with_task: bool) -> tuple[dict, dict]:
+    generator_state, task_state, unknown = {}, {}, []
+    for key, value in tensors.items():
+        if key.startswith(GENERATOR_PREFIX):
+            generator_state[key[len(GENERATOR_PREFIX):]] = value
+        elif with_task and key.startswith(TASK_PREFIX):
+            task_state[key[len(TASK_PREFIX):]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise NanoscopyError(
+            f"The weights hold tensors that belong to no network of this model ({_first(unknown)}); "
+            "the weights file does not match model.json."
+        )
+    return generator_state, task_state
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
+    """Load a state dict strictly, turning every mismatch into one clear sentence."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {_first(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped tensors: {_first(misshaped)}")
+    if problems:
+        raise NanoscopyError(
+            f"The {what} weights in {source} do not fit the architecture in its card "
+            f"({'; '.join(problems)}); the package is damaged or its model.json does not match."
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _read_card(folder: Path, source: str) -> ModelCard:
+    card_path = folder / CARD_FILE
+    if not card_path.is_file():
+        raise NanoscopyError(f"{source} holds no {CARD_FILE}; a model package is a folder or .zip with model.json and {WEIGHTS_FILE}.")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise NanoscopyError(f"The {CARD_FILE} in {source} is not valid JSON ({error}); fix or re-export the package.") from None
+    if not isinstance(data, dict):
+        raise NanoscopyError(f"The {CARD_FILE} in {source} must hold a JSON object; re-export the package.")
+    return ModelCard.from_dict(data, source=f"{source}/{CARD_FILE}")
+
+
+def _load_folder(folder: Path, source: str) -> ModelPackage:
+    card = _read_card(folder, source)
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise NanoscopyError(f"{source} holds no {WEIGHTS_FILE}; the package is incomplete, re-export it.")
+    actual = sha256_of(weights_path)
+    if actual != card.weights_sha256:
+        raise NanoscopyError(
+            f"The weights in {source} have sha256 {actual[:12]}… but the card expects "
+            f"{card.weights_sha256[:12]}…; the file was changed or damaged, re-export or re-download the package."
+        )
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise NanoscopyError(f"The weights file in {source} cannot be read as safetensors ({error}).") from None
+    generator, task_network = build_modules(card)
+    generator_state, task_state = _split_state(tensors, with_task=task_network is not None)
+    load_state(generator, generator_state, "generator", source)
+    if task_network is not None:
+        load_state(task_network, task_state, "task network", source)
+        task_network.eval()
+    generator.eval()
+    return ModelPackage(card=card, generator=generator, task_network=task_network, source=source)
+
+
+def _load_zip(path: Path) -> ModelPackage:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise NanoscopyError(f"{path} is not a valid .zip file; give a model package folder or its .zip.") from None
+    with archive, tempfile.TemporaryDirectory(prefix="nanoscopy-model-") as scratch:
+        root = Path(scratch).resolve()
+        for member in archive.namelist():
+            # Refuse path traversal ("zip slip") before extracting anything.
+            if not (root / member).resolve().is_relative_to(root):
+                raise NanoscopyError(f"{path} contains an unsafe path ({member}); refusing to extract it.")
+        archive.extractall(root)
+        cards = list(root.rglob(CARD_FILE))
+        if len(cards) != 1:
+            raise NanoscopyError(
+                f"{path} must contain exactly one {CARD_FILE}, found {len(cards)}; zip a single model package folder."
+            )
+        return _load_folder(cards[0].parent, str(path))
+
+
+def load_foreign_pth(path: Path) -> ModelPackage:
+    """Load a TA-GAN generator checkpoint (``*_net_G.pth``) from the public code.
+
+    The architecture is read off the tensor shapes; the card gets TA-GAN's conventions
+    (min-max scaling to [-1, 1], tanh output) and no pixel size, since a bare state dict has none.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or others here
+        raise NanoscopyError(
+            f"{path} was refused: it is not a plain tensor state dict that can be loaded without running "
+            f"code (torch said: {str(error).splitlines()[0][:200]}). Only TA-GAN *_net_G.pth state dicts "
+            "are accepted; never load .pth files from sources you do not trust."
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NanoscopyError(f"{path} does not hold a state dict of tensors; give a TA-GAN *_net_G.pth file.")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "model.1.weight" not in state:
+        raise NanoscopyError(
+            f"{path} is not a TA-GAN ResNet generator checkpoint (no 'model.1.weight'); "
+            "give a *_net_G.pth file from the TA-GAN code."
+        )
+    first = state["model.1.weight"]
+    last_index = max(int(k.split(".")[1]) for k in state if k.startswith("model.") and k.endswith(".weight"))
+    last = state[f"model.{last_index}.weight"]
+    n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
+    in_channels = int(first.shape[1])
+    kwargs = dict(paper_defaults("tagan"))
+    kwargs.update(in_channels=in_channels, out_channels=int(last.shape[0]), ngf=int(first.shape[0]), n_blocks=n_blocks)
+    family = "tagan-live" if in_channels == 3 else "tagan"
+    generator = build_generator(family, **kwargs)
+    load_state(generator, state, "TA-GAN generator", str(path))
+    generator.eval()
+    names = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else [f"input {i}" for i in range(in_channels)]
+    normalization: dict[str, Any] = {"input": {"mode": "minmax", "range": [-1.0, 1.0]}, "output": DEFAULT_OUTPUT_NORMALIZATION}
+    if family == "tagan-live":
+        minmax = {"mode": "minmax", "range": [-1.0, 1.0]}
+        normalization["input"] = [minmax, minmax, {"mode": "none"}]
+    card = ModelCard(
+        name=path.stem,
+        family=family,
+        generator=kwargs,
+        input_channels=names,
+        output_channels=["STED"] * kwargs["out_channels"] if kwargs["out_channels"] == 1 else [f"output {i}" for i in range(kwargs["out_channels"])],
+        pixel_size_nm=None,
+        normalization=normalization,
+        description=f"TA-GAN generator imported from {path.name} (no pixel size recorded; give the image's).",
+        default_samples=10 if kwargs.get("dropout", 0) > 0 else 1,
+        training={"imported_from": str(path)},
+        weights_sha256=sha256_of(path),
+    )
+    return ModelPackage(card=card, generator=generator, task_network=None, source=str(path))
+
+
+def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
+    """Load a model package folder, its .zip, a bundled model by name, or a TA-GAN ``.pth``."""
+    text = str(path_or_name)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if text in bundled_model_names():
+            return _load_folder(bundled_models_dir() / text, f"bundled model '{text}'")
+        known = bundled_model_names()
+        hint = f" Bundled models: {', '.join(known)}." if known else ""
+        raise NanoscopyError(f"No model file, folder or bundled model named '{text}'.{hint}")
+    if path.is_dir():
+        return _load_folder(path, str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return _load_zip(path)
+    if suffix in (".pth", ".pt"):
+        return load_foreign_pth(path)
+    raise NanoscopyError(
+        f"{path} is not a model package: give a folder with {CARD_FILE}, its .zip, a bundled model name, "
+        "or a TA-GAN *_net_G.pth file."
+    )
+
+
+def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    tensors = {GENERATOR_PREFIX + k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    if task_network is not None:
+        tensors.update({TASK_PREFIX + k: v.detach().cpu().contiguous() for k, v in task_network.state_dict().items()})
+    return tensors
+
+
+def save_model(
+    path: str | os.PathLike,
+    card: ModelCard,
+    generator: torch.nn.Module,
+    task_network: torch.nn.Module | None = None,
+    overwrite: bool = False,
+) -> ModelCard:
+    """Write a model package folder (or ``.zip``) atomically and return the card as written.
+
+    Nothing appears at ``path`` until the package is complete; a failure leaves no partial package.
+    """
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise NanoscopyError(f"{target} already exists; choose another path or pass overwrite=True.")
+    if not target.parent.is_dir():
+        raise NanoscopyError(f"The folder {target.parent} does not exist; create it first or choose another path.")
+    card = copy.deepcopy(card)
+    card.validate(str(target))
+    build_modules(card)  # the card must describe these networks, or loading would fail later
+    card.training.setdefault("napari_nanoscopy_version", __version__)
+    card.training.setdefault("torch_version", torch.__version__)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save_file(package_state(generator, task_network), str(staging / WEIGHTS_FILE))
+        card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
+        (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _load_folder(staging, str(target))  # what we wrote must load back
+        if target.suffix.lower() == ".zip":
+            staged_zip = Path(f"{staging}.zip.partial")
+            with zipfile.ZipFile(staged_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+                for name in (CARD_FILE, WEIGHTS_FILE):
+                    archive.write(staging / name, arcname=name)
+            replace = staged_zip
+        else:
+            replace = staging
+        if target.exists():
+            (shutil.rmtree if target.is_dir() else os.remove)(target)
+        os.replace(replace, target)
+    finally:
+        for leftover in (staging, Path(f"{staging}.zip.partial")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists():
+                leftover.unlink()
+    return card
+
+
+def list_models(extra: list[str | os.PathLike] = ()) -> list[ModelCard]:
+    """Cards of the bundled models and of any given packages, without loading weights."""
+    cards = [_read_card(bundled_models_dir() / name, f"bundled model '{name}'") for name in bundled_model_names()]
+    for item in extra:
+        cards.append(load_model(item).card)
+    return cards

@@ -1,0 +1,117 @@
+"""The napari-nanoscopy command line, run as a user runs it (subprocess) and in-process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_nanoscopy import cli
+from napari_nanoscopy.io import read_image, write_image
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "napari_nanoscopy", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def ome_input(tmp_path, smooth_image):
+    path = tmp_path / "confocal.ome.tif"
+    write_image(path, smooth_image, pixel_size_nm=30.0, axes="YX")
+    return path
+
+
+def test_restore_round_trip_keeps_pixel_size(packages_dir, tmp_path, ome_input):
+    out = tmp_path / "restored.ome.tif"
+    std = tmp_path / "std.ome.tif"
+    seg = tmp_path / "labels.tif"
+    completed = run_cli(
+        "restore", ome_input, out, "--model", packages_dir / "tagan-task",
+        "--samples", "3", "--uncertainty", std, "--segmentation", seg, "--seed", "1",
+    )
+    assert completed.returncode == 0, completed.stderr
+    restored, spread, labels = read_image(out), read_image(std), read_image(seg)
+    for image in (restored, spread, labels):
+        assert image.pixel_size_nm == pytest.approx(30.0)
+        assert image.data.shape == (160, 176)
+    assert restored.metadata["model"] == "test-tagan" and restored.metadata["zoom"] == pytest.approx(1.5)
+    assert restored.metadata["weights_sha256"] and restored.metadata["samples"] == 3
+    assert spread.data.max() > 0 and set(np.unique(labels.data)) <= {0, 1, 2}
+    assert labels.metadata["content"] == {"1": "rings", "2": "fibres"}
+
+
+def test_models_lists_given_packages(packages_dir):
+    completed = run_cli("models", packages_dir / "tagan-task")
+    assert completed.returncode == 0, completed.stderr
+    assert "test-tagan [tagan] 20 nm" in completed.stdout and "rings, fibres" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ((), "does not exist"),
+        (("--samples", "0"), "at least 1"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(packages_dir, tmp_path, ome_input, extra, message):
+    source = ome_input if extra else tmp_path / "missing.tif"
+    completed = run_cli("restore", source, tmp_path / "out.tif", "--model", packages_dir / "tagan", *extra)
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr and message in completed.stderr
+    assert completed.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_refusals_before_any_work(packages_dir, tmp_path, ome_input, capsys):
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"keep me")
+    assert cli.main(["restore", str(ome_input), str(out), "--model", str(packages_dir / "tagan")]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert cli.main(["restore", str(ome_input), str(ome_input), "--model", str(packages_dir / "tagan")]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    args = ["restore", str(ome_input), str(tmp_path / "a.tif"), "--model", str(packages_dir / "l2l")]
+    assert cli.main(args + ["--segmentation", str(tmp_path / "s.tif")]) == 2
+    assert "no task network" in capsys.readouterr().err
+    assert cli.main(args + ["--model", "no-such-model"]) == 2
+    assert "No model file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confocal.ome.tif", "out.tif"]
+
+
+def test_failed_write_leaves_no_partial_output(packages_dir, tmp_path, ome_input, monkeypatch, capsys):
+    import napari_nanoscopy.io as io_module
+
+    real_write = io_module.write_image
+    calls = []
+
+    def write_then_fail(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C while the second output was being written
+        real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(io_module, "write_image", write_then_fail)
+    out, std = tmp_path / "restored.tif", tmp_path / "std.tif"
+    code = cli.main(["restore", str(ome_input), str(out), "--model", str(packages_dir / "tagan"),
+                     "--samples", "2", "--uncertainty", str(std)])
+    assert code == 130 and "no output was written" in capsys.readouterr().err
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confocal.ome.tif"]
+
+
+def test_pixel_size_override_and_multichannel_refusal(packages_dir, tmp_path, smooth_image, capsys):
+    plain = tmp_path / "plain.tif"
+    write_image(plain, smooth_image, axes="YX")
+    out = tmp_path / "out.ome.tif"
+    assert cli.main(["restore", str(plain), str(out), "--model", str(packages_dir / "l2l")]) == 0
+    assert "records no pixel size" in capsys.readouterr().err
+    assert read_image(out).pixel_size_nm == pytest.approx(20.0)  # the model's, as announced
+    out2 = tmp_path / "out2.ome.tif"
+    assert cli.main(["restore", str(plain), str(out2), "--model", str(packages_dir / "l2l"), "--pixel-size", "40"]) == 0
+    assert read_image(out2).pixel_size_nm == pytest.approx(40.0)
+    assert read_image(out2).metadata["zoom"] == pytest.approx(2.0)
+    two = tmp_path / "two.ome.tif"
+    write_image(two, np.stack([smooth_image, smooth_image]), axes="CYX", pixel_size_nm=20.0)
+    assert cli.main(["restore", str(two), str(tmp_path / "x.tif"), "--model", str(packages_dir / "l2l")]) == 2
+    assert "has 2 channels" in capsys.readouterr().err
