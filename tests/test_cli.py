@@ -115,3 +115,14 @@ def test_pixel_size_override_and_multichannel_refusal(packages_dir, tmp_path, sm
     write_image(two, np.stack([smooth_image, smooth_image]), axes="CYX", pixel_size_nm=20.0)
     assert cli.main(["restore", str(two), str(tmp_path / "x.tif"), "--model", str(packages_dir / "l2l")]) == 2
     assert "has 2 channels" in capsys.readouterr().err
+
+
+def test_simulate_writes_a_dataset_with_pixel_size(tmp_path, capsys):
+    out = tmp_path / "beads"
+    assert cli.main(["simulate", "beads", "--n", "2", "--size", "64", "--seed", "5", "--out", str(out)]) == 0
+    assert "wrote 2 beads samples" in capsys.readouterr().out
+    confocal = read_image(out / "input" / "0001.tif")
+    assert confocal.pixel_size_nm == pytest.approx(20.0) and confocal.data.shape == (64, 64)
+    assert read_image(out / "target" / "0001.tif").data.shape == (64, 64)
+    assert cli.main(["simulate", "beads", "--n", "1", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err

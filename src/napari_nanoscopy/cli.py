@@ -149,6 +149,17 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulation import simulate_dataset
+
+    out = simulate_dataset(
+        args.kind, n=args.n, size=args.size, seed=args.seed, out_dir=args.out,
+        progress=_Progress(f"simulating {args.kind}"),
+    )
+    print(f"wrote {args.n} {args.kind} samples to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -176,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
     restore.set_defaults(handler=_restore)
+
+    from .simulation import KINDS
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate paired confocal/STED training data with pySTED",
+        description="Simulate N structures of KIND, image them with pySTED under the standard conditions "
+        "and write input/ target/ task/ truth/ TIFFs and dataset.json to --out.",
+    )
+    simulate.add_argument("kind", choices=KINDS, help="the structure to simulate")
+    simulate.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
+    simulate.add_argument("--size", type=int, default=64, help="image size in pixels of 20 nm (default 64)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files")
+    simulate.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    simulate.set_defaults(handler=_simulate)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")

@@ -1,0 +1,50 @@
+"""pySTED-based simulation: structures, standard acquisitions, time series and datasets.
+
+pySTED is imported only when an image is acquired (importing it takes seconds).
+"""
+
+from napari_nanoscopy.simulation.conditions import (
+    PIXEL_SIZE_NM,
+    STANDARD_CONDITIONS,
+    acquire,
+    acquire_pair,
+    build_microscope,
+)
+from napari_nanoscopy.simulation.dataset import KINDS, SimulatedSample, simulate_dataset, simulate_sample
+from napari_nanoscopy.simulation.series import SeriesAcquisition, acquire_series
+from napari_nanoscopy.simulation.structures import (
+    FactinSeries,
+    Structure,
+    TwoLabelStructure,
+    beads,
+    factin,
+    factin_series,
+    filaments,
+    localisation_map,
+    nanodomains,
+    twolabel,
+)
+
+__all__ = [
+    "KINDS",
+    "PIXEL_SIZE_NM",
+    "STANDARD_CONDITIONS",
+    "FactinSeries",
+    "SeriesAcquisition",
+    "SimulatedSample",
+    "Structure",
+    "TwoLabelStructure",
+    "acquire",
+    "acquire_pair",
+    "acquire_series",
+    "beads",
+    "build_microscope",
+    "factin",
+    "factin_series",
+    "filaments",
+    "localisation_map",
+    "nanodomains",
+    "simulate_dataset",
+    "simulate_sample",
+    "twolabel",
+]
