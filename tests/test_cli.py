@@ -126,3 +126,17 @@ def test_simulate_writes_a_dataset_with_pixel_size(tmp_path, capsys):
     assert read_image(out / "target" / "0001.tif").data.shape == (64, 64)
     assert cli.main(["simulate", "beads", "--n", "1", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_train_writes_a_package_that_restores(tmp_path, capsys):
+    data = tmp_path / "pairs"
+    assert cli.main(["simulate", "twolabel", "--n", "3", "--size", "64", "--seed", "2", "--out", str(data)]) == 0
+    out = tmp_path / "model"
+    assert cli.main(["train", "l2l", "--data", str(data), "--out", str(out), "--steps", "3",
+                     "--patch", "48", "--batch", "2", "--device", "cpu"]) == 0
+    assert "wrote model package" in capsys.readouterr().out
+    restored = tmp_path / "restored.tif"
+    assert cli.main(["restore", str(data / "input" / "0000.tif"), str(restored), "--model", str(out)]) == 0
+    assert read_image(restored).pixel_size_nm == pytest.approx(20.0)
+    assert cli.main(["train", "l2l", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m2"),
+                     "--steps", "3"]) == 2

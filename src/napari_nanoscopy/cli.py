@@ -160,6 +160,30 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .training import checkpoint_folder, train
+
+    progress = _Progress(f"training {args.family}")
+    last_losses: dict[str, float] = {}
+
+    def report(step: int, total: int, losses: dict[str, float]) -> None:
+        last_losses.update(losses)
+        progress(step, total)
+
+    try:
+        card = train(
+            args.family, args.data, args.out, steps=args.steps, patch=args.patch, batch=args.batch,
+            device=args.device, seed=args.seed, resume=args.resume, callback=report,
+        )
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; checkpoints (if any) are in {checkpoint_folder(args.out)}; "
+              "run the same command with --resume to continue.", file=sys.stderr)
+        return 130
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in last_losses.items())
+    print(f"wrote model package {args.out} ({card.family}; last losses: {losses})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -202,6 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files")
     simulate.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     simulate.set_defaults(handler=_simulate)
+
+    from .training import TRAINING_FAMILIES
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on paired images (input/ and target/ TIFF folders)",
+        description="Train FAMILY on the pairs in --data (input/NAME.tif, target/NAME.tif, optional task/NAME.tif; "
+        "see docs/training.md) and write a model package to --out. Defaults follow the family's paper.",
+    )
+    train.add_argument("family", choices=TRAINING_FAMILIES)
+    train.add_argument("--data", required=True, help="dataset folder")
+    train.add_argument("--out", required=True, help="model package folder (or .zip) to write")
+    train.add_argument("--steps", type=int, required=True, help="optimisation steps")
+    train.add_argument("--patch", type=int, help="patch size in pixels (default: the family's)")
+    train.add_argument("--batch", type=int, help="batch size (default: the family's)")
+    train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    train.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same model on a CPU")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    train.set_defaults(handler=_train)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")
