@@ -1,9 +1,10 @@
 """Monte-Carlo dropout with eval-mode BatchNorm ("dropout") vs the public code's train mode.
 
 For each mode, on the same images and seeds:
-- crop dependence: restore a whole image and its centre crop; how much the crop's centre
-  changes, relative to the mean sample spread (0 = the result depends only on the neighbourhood);
-- tiling dependence: the same image untiled and in 128-px tiles, same measure;
+- crop dependence: restore a whole image and a crop of it; how much the crop's pixels change
+  (away from its edges by the network's halo), in units of the change between two runs with
+  different seeds (1 = no more than the Monte-Carlo sampling noise);
+- tiling dependence: the same image untiled and in tiles, same unit;
 - with a dataset (``--data DIR`` with input/ and target/ TIFFs): PSNR and SSIM of the mean
   against the target, and the Spearman correlation between the per-pixel spread and the
   absolute error (does the uncertainty point at the errors?).
@@ -12,6 +13,7 @@ For each mode, on the same images and seeds:
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +23,36 @@ from napari_nanoscopy import load_model
 from napari_nanoscopy.analysis import psnr, ssim
 from napari_nanoscopy.inference import Restorer
 from napari_nanoscopy.io import read_image
+from napari_nanoscopy.packages import ModelPackage
 
 
-def relative_change(a: np.ndarray, b: np.ndarray, spread: np.ndarray) -> float:
-    return float(np.abs(a - b).mean() / max(spread.mean(), 1e-12))
+def change(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
 
 
-def crop_and_tiling(restorer: Restorer, image: np.ndarray, samples: int) -> tuple[float, float]:
+def crop_and_tiling(restorer: Restorer, image: np.ndarray, samples: int, tile: int) -> tuple[float, float]:
+    """Changes from cropping and from tiling, in units of the change between two seeds.
+
+    1 means the result depends on the crop or tiling no more than on the dropout masks drawn.
+    """
     height, width = image.shape[-2:]
-    whole = restorer.restore(image, samples=samples, seed=1)
-    y0, x0 = height // 4, width // 4
-    crop = image[..., y0:y0 + height // 2, x0:x0 + width // 2]
-    cropped = restorer.restore(crop, samples=samples, seed=1)
-    inner = (slice(height // 8, -height // 8), slice(width // 8, -width // 8))  # away from the crop's edges
-    whole_centre = whole.mean[y0:y0 + height // 2, x0:x0 + width // 2]
-    crop_change = relative_change(cropped.mean[inner], whole_centre[inner], whole.std)
-    tiled = restorer.restore(image, samples=samples, seed=1, tile_size=128)
-    return crop_change, relative_change(tiled.mean, whole.mean, whole.std)
+    margin = height // 8
+    # Normalise the crop with the whole image's percentiles, so only the network can differ.
+    card = copy.deepcopy(restorer.card)
+    spec = card.input_normalizations()[0]
+    low, high = np.percentile(image, [spec.get("low", 1.0), spec.get("high", 99.8)])
+    card.normalization["input"] = {"mode": "fixed", "min": float(low), "max": float(high), "range": spec["range"]}
+    package = ModelPackage(card, restorer.package.generator, restorer.package.task_network, "pinned normalisation")
+    pinned = Restorer(package, device="cpu", mc_mode=restorer.mc_mode)
+    whole = pinned.restore(image, samples=samples, seed=1).mean
+    other_seed = pinned.restore(image, samples=samples, seed=2).mean
+    cropped = pinned.restore(image[margin:-margin, margin:-margin], samples=samples, seed=1).mean
+    inner = restorer.halo  # compare only pixels whose whole receptive field lies inside the crop
+    region = (slice(margin + inner, height - margin - inner), slice(margin + inner, width - margin - inner))
+    crop_ratio = change(cropped[inner:-inner, inner:-inner], whole[region]) / change(other_seed[region], whole[region])
+    assert tile + 2 * restorer.halo < min(height, width), "the image must be larger than one tile window"
+    tiled = pinned.restore(image, samples=samples, seed=1, tile_size=tile).mean
+    return crop_ratio, change(tiled, whole) / change(other_seed, whole)
 
 
 def accuracy(restorer: Restorer, pairs: list[tuple[np.ndarray, np.ndarray]], samples: int) -> dict[str, float]:
@@ -58,6 +73,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=64)
     args = parser.parse_args()
     package = load_model(args.model)
     pairs = []
@@ -66,13 +82,13 @@ def main() -> None:
             pairs.append((read_image(path).data, read_image(args.data / "target" / path.name).data))
     else:
         rng = np.random.default_rng(0)
-        pairs = [(rng.poisson(20, (256, 256)).astype(np.float32), None) for _ in range(args.images)]
+        pairs = [(rng.poisson(20, (384, 384)).astype(np.float32), None) for _ in range(args.images)]
     print(f"model {package.card.name}, {args.samples} samples, {len(pairs)} images")
-    print("| mode | crop change / spread | tiling change / spread | PSNR | SSIM | spread-error Spearman |")
+    print("| mode | crop change / seed change | tiling change / seed change | PSNR | SSIM | spread-error Spearman |")
     print("|---|---|---|---|---|---|")
     for mode in ("dropout", "train"):
         restorer = Restorer(package, device="cpu", mc_mode=mode)
-        crop, tiling = np.mean([crop_and_tiling(restorer, image, args.samples) for image, _ in pairs], axis=0)
+        crop, tiling = np.mean([crop_and_tiling(restorer, image, args.samples, args.tile) for image, _ in pairs], axis=0)
         quality = accuracy(restorer, pairs, args.samples) if args.data else {}
         cells = [f"{quality[k]:.3f}" if quality else "-" for k in ("psnr", "ssim", "spearman")]
         print(f"| {mode} | {crop:.3f} | {tiling:.3f} | {' | '.join(cells)} |", flush=True)

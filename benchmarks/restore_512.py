@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mc-samples", type=int, default=10, help="also time N samples for dropout families (0: skip)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     confocal = rng.poisson(20, (512, 512)).astype(np.float32)
@@ -60,7 +61,7 @@ def main() -> None:
     for family in FAMILIES:
         restorer = Restorer(package_for(family), device=args.device)
         image = live_input if family == "tagan-live" else confocal
-        sample_counts = [1, 10] if restorer.stochastic else [1]
+        sample_counts = [1, args.mc_samples] if restorer.stochastic and args.mc_samples > 1 else [1]
         for samples in sample_counts:
             restorer.restore(image, samples=samples)  # warm-up
             times = timed(lambda: restorer.restore(image, samples=samples), args.repeats)
