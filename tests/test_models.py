@@ -10,7 +10,6 @@ from torch import nn
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.models import (
     FAMILIES,
-    TASK_NETWORKS,
     build_discriminator,
     build_generator,
     build_task_network,
