@@ -499,3 +499,14 @@ def _write_plain(path, data, axes, pixel_size_nm, provenance_tag) -> None:
         metadata={"axes": axes},
         extratags=[provenance_tag],
     )
+
+
+def read_json_object(path: str | os.PathLike, what: str, remedy: str) -> dict:
+    """Read a JSON file that must hold an object; ``what`` and ``remedy`` word the errors."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise NanoscopyError(f"{what} is not valid JSON ({error}); {remedy}.") from None
+    if not isinstance(data, dict):
+        raise NanoscopyError(f"{what} must hold a JSON object; {remedy}.")
+    return data

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import NanoscopyError
+from .io import read_json_object
 from .models import FAMILIES, TASK_NETWORKS, build_generator, build_task_network, paper_defaults
 
 CARD_FILE = "model.json"
@@ -282,12 +283,7 @@ def _read_card(folder: Path, source: str) -> ModelCard:
     card_path = folder / CARD_FILE
     if not card_path.is_file():
         raise NanoscopyError(f"{source} holds no {CARD_FILE}; a model package is a folder or .zip with model.json and {WEIGHTS_FILE}.")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise NanoscopyError(f"The {CARD_FILE} in {source} is not valid JSON ({error}); fix or re-export the package.") from None
-    if not isinstance(data, dict):
-        raise NanoscopyError(f"The {CARD_FILE} in {source} must hold a JSON object; re-export the package.")
+    data = read_json_object(card_path, f"The {CARD_FILE} in {source}", "fix or re-export the package")
     return ModelCard.from_dict(data, source=f"{source}/{CARD_FILE}")
 
 

@@ -11,7 +11,6 @@ Folder layout (matched by file name, any of .tif / .tiff / .ome.tif)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 
 from ..errors import NanoscopyError
 from ..inference import _input_affine
-from ..io import read_image
+from ..io import read_image, read_json_object
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 MANIFEST_FILE = "dataset.json"
@@ -295,13 +294,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST_FILE
     if not path.is_file():
         return {}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise NanoscopyError(f"{path} is not valid JSON ({error}); fix it or remove it.") from None
-    if not isinstance(manifest, dict):
-        raise NanoscopyError(f"{path} must hold a JSON object; fix it or remove it.")
-    return manifest
+    return read_json_object(path, str(path), "fix it or remove it")
 
 
 def _task_names(manifest: dict[str, Any], file_names: list[str] | None) -> list[str] | None:
