@@ -1,19 +1,28 @@
 """Training of every model family on paired image folders, with exact resume.
 
 ``train(family, data_dir, out_path, steps=...)`` is the entry point; see docs/training.md.
+The names below are imported lazily, so that reading ``TRAINING_FAMILIES`` (the command
+line's choices) does not load PyTorch.
 """
 
-from .checkpoints import checkpoint_folder
-from .datasets import PatchSampler, TrainingData, load_training_data, sted_patch_channels
-from .trainers import TRAINING_FAMILIES, train, training_defaults
+TRAINING_FAMILIES = ("tagan", "tagan-live", "unet-live", "tcan", "wang", "l2l", "pix2pix")
 
-__all__ = [
-    "TRAINING_FAMILIES",
-    "PatchSampler",
-    "TrainingData",
-    "checkpoint_folder",
-    "load_training_data",
-    "sted_patch_channels",
-    "train",
-    "training_defaults",
-]
+_LAZY = {
+    "checkpoint_folder": "checkpoints",
+    "PatchSampler": "datasets",
+    "TrainingData": "datasets",
+    "load_training_data": "datasets",
+    "sted_patch_channels": "datasets",
+    "train": "trainers",
+    "training_defaults": "trainers",
+}
+
+__all__ = ["TRAINING_FAMILIES", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,8 +39,8 @@ from .losses import (
     wang_ssim_loss,
     weighted_mse,
 )
+from . import TRAINING_FAMILIES
 
-TRAINING_FAMILIES = ("tagan", "tagan-live", "unet-live", "tcan", "wang", "l2l", "pix2pix")
 TANH_RANGE = (-1.0, 1.0)
 UNIT_RANGE = (0.0, 1.0)
 # Dice-calibrated thresholds are searched on this grid of tanh outputs (the paper found -0.53).
