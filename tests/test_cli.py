@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from napari_nanoscopy import cli
+from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.io import read_image, write_image
 
 
@@ -143,11 +144,11 @@ def test_train_writes_a_package_that_restores(tmp_path, capsys):
 
 
 def test_bundled_model_restores_the_bundled_sample(tmp_path, capsys):
-    from pathlib import Path
+    from napari_nanoscopy.samples import sample_path
 
     assert cli.main(["models"]) == 0
     assert "l2l-twolabel [l2l] 20 nm" in capsys.readouterr().out
-    sample = Path(__file__).parent.parent / "sample_data" / "twolabel_weak_label.tif"
+    sample = sample_path("twolabel_weak_label")
     out = tmp_path / "restored.ome.tif"
     assert cli.main(["restore", str(sample), str(out), "--model", "l2l-twolabel"]) == 0
     restored, weak = read_image(out), read_image(sample)
@@ -155,3 +156,12 @@ def test_bundled_model_restores_the_bundled_sample(tmp_path, capsys):
     assert restored.pixel_size_nm == pytest.approx(20.0) and restored.data.shape == weak.data.shape
     # the trained model brings the weak label closer to the better label
     assert np.corrcoef(restored.data.ravel(), better.ravel())[0, 1] > np.corrcoef(weak.data.ravel(), better.ravel())[0, 1]
+
+
+def test_samples_are_found_by_name_and_unknown_names_are_refused():
+    from napari_nanoscopy.samples import list_samples, sample_path
+
+    assert "twolabel_weak_label" in list_samples()
+    assert sample_path("twolabel_weak_label.tif") == sample_path("twolabel_weak_label")
+    with pytest.raises(NanoscopyError, match="Available samples: .*twolabel_weak_label"):
+        sample_path("no-such-sample")
