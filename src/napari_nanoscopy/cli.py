@@ -184,6 +184,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_csbdeep(args: argparse.Namespace) -> int:
+    from .interop import import_csbdeep
+
+    card = import_csbdeep(args.folder, args.out, percentiles=(args.low, args.high),
+                          pixel_size_nm=args.pixel_size, overwrite=args.overwrite)
+    print(f"wrote model package {args.out} ({card.summary()})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -245,6 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same model on a CPU")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     train.set_defaults(handler=_train)
+
+    csbdeep = commands.add_parser(
+        "import-csbdeep",
+        help="convert a CSBDeep/CARE model folder into a model package",
+        description="Convert a CSBDeep CARE model folder (config.json + weights_best.h5) into an l2l model "
+        "package (folder or .zip). --model also takes such a folder directly; see docs/csbdeep.md.",
+    )
+    csbdeep.add_argument("folder", help="CSBDeep model folder")
+    csbdeep.add_argument("out", help="model package folder or .zip to write")
+    csbdeep.add_argument("--low", type=float, default=2.0, help="input normalisation low percentile (CARE.predict: 2)")
+    csbdeep.add_argument("--high", type=float, default=99.8, help="input normalisation high percentile (99.8)")
+    csbdeep.add_argument("--pixel-size", type=float, help="pixel size in nm the model was trained at, if known")
+    csbdeep.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    csbdeep.set_defaults(handler=_import_csbdeep)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")

@@ -325,6 +325,13 @@ def _load_zip(path: Path) -> ModelPackage:
                 raise NanoscopyError(f"{path} contains an unsafe path ({member}); refusing to extract it.")
         archive.extractall(root)
         cards = list(root.rglob(CARD_FILE))
+        if not cards:
+            from .interop import foreign_zip_loader
+
+            found = foreign_zip_loader(root)  # a zipped CSBDeep model or a bioimage.io package
+            if found is not None:
+                loader, folder = found
+                return loader(folder, str(path))
         if len(cards) != 1:
             raise NanoscopyError(
                 f"{path} must contain exactly one {CARD_FILE}, found {len(cards)}; zip a single model package folder."
@@ -387,7 +394,8 @@ def load_foreign_pth(path: Path) -> ModelPackage:
 
 
 def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
-    """Load a model package folder, its .zip, a bundled model by name, or a TA-GAN ``.pth``."""
+    """Load a model package folder, its .zip, a bundled model by name, a TA-GAN ``.pth``, a CSBDeep
+    model folder (``config.json`` + ``weights_best.h5``) or a bioimage.io package (folder or .zip)."""
     text = str(path_or_name)
     path = Path(text).expanduser()
     if not path.exists():
@@ -397,6 +405,12 @@ def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
         hint = f" Bundled models: {', '.join(known)}." if known else ""
         raise NanoscopyError(f"No model file, folder or bundled model named '{text}'.{hint}")
     if path.is_dir():
+        if not (path / CARD_FILE).exists():
+            from .interop import foreign_folder_loader
+
+            loader = foreign_folder_loader(path)  # a CSBDeep model or a bioimage.io package
+            if loader is not None:
+                return loader(path, str(path))
         return _load_folder(path, str(path))
     suffix = path.suffix.lower()
     if suffix == ".zip":
