@@ -1,0 +1,371 @@
+"""The *Train* dock widget: train any family on pairs from two layers or a folder, with a live loss plot.
+
+Training runs ``napari_nanoscopy.training.train`` in a worker thread. *Stop* writes a
+checkpoint (``<output>.checkpoint/``) and *Resume* continues it exactly. The finished package
+is added to every *Restore* widget's model list.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import NanoscopyError
+from ..training import TRAINING_FAMILIES
+from ._common import Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info
+from ._plot import PlotWidget
+from ._registry import REGISTRY
+from .restore import device_choices
+
+FAMILY_NOTES = {
+    "l2l": "label2label / CARE U-Net: input → target, no discriminator (fast; good first choice)",
+    "tagan": "TA-GAN: GAN + task network; needs a task layer (segmentation of the target)",
+    "tagan-live": "TA-GAN Live: confocal + STED patches; needs a task layer",
+    "unet-live": "U-Net-Live: segmentation of target images; needs a task layer",
+    "pix2pix": "pix2pix baseline (TA-GAN generator, pixel loss)",
+    "tcan": "TCAN: residual U-Net + Fourier channel attention, classifier GAN",
+    "wang": "Wang et al. 2019: residual U-Net GAN",
+}
+PAIRS_SUFFIX = ".pairs"  # layer pairs are written beside the output, so that a resumed run finds them
+
+
+def pairs_folder(out_path) -> Path:
+    out_path = Path(out_path).expanduser()
+    return out_path.with_name(out_path.name + PAIRS_SUFFIX)
+
+
+def write_layer_pairs(folder: Path, input_data, target_data, task_data, pixel_size_nm, task_names) -> int:
+    """Write the layers as a training folder (input/, target/, task/); one pair per plane of a stack."""
+    from ..io import write_image
+
+    inputs = np.asarray(input_data)
+    targets = np.asarray(target_data)
+    if inputs.shape != targets.shape:
+        raise NanoscopyError(
+            f"The input layer has shape {inputs.shape} but the target layer {targets.shape}; "
+            "training pairs must be registered images of the same size."
+        )
+    inputs = inputs.reshape((-1,) + inputs.shape[-2:])
+    targets = targets.reshape((-1,) + targets.shape[-2:])
+    tasks = None
+    if task_data is not None:
+        task = np.asarray(task_data)
+        if task.shape[-2:] != inputs.shape[-2:] or int(np.prod(task.shape[:-2])) not in (1, len(inputs)):
+            raise NanoscopyError(
+                f"The task layer has shape {task.shape}, which does not match the input layer's {np.asarray(input_data).shape}."
+            )
+        task = task.reshape((-1,) + task.shape[-2:])
+        if len(task) == 1 and len(inputs) > 1:
+            task = np.repeat(task, len(inputs), axis=0)
+        tasks = task
+    if folder.exists():
+        shutil.rmtree(folder)
+    for sub in ("input", "target") + (("task",) if tasks is not None else ()):
+        (folder / sub).mkdir(parents=True)
+    for index in range(len(inputs)):
+        name = f"plane_{index:04d}.ome.tif"
+        write_image(folder / "input" / name, inputs[index].astype(np.float32), pixel_size_nm=pixel_size_nm, axes="YX")
+        write_image(folder / "target" / name, targets[index].astype(np.float32), pixel_size_nm=pixel_size_nm, axes="YX")
+        if tasks is not None:
+            classes = task_names or [f"class {k}" for k in range(1, int(tasks.max()) + 1)] or ["class 1"]
+            masks = np.stack([(tasks[index] == k + 1).astype(np.uint8) for k in range(len(classes))])
+            write_image(folder / "task" / name, masks, pixel_size_nm=pixel_size_nm, axes="CYX", channel_names=classes)
+    return len(inputs)
+
+
+class TrainWidget(QWidget):
+    """Train a model from two layers (or a folder of pairs) and add it to Restore."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.last_error: str | None = None
+        self.last_card = None
+        self.stopped = False
+
+        self.source_combo = QComboBox()
+        self.source_combo.addItems(["Two layers", "Folder of pairs"])
+        self.input_combo = LayerCombo(napari_viewer, is_image)
+        self.target_combo = LayerCombo(napari_viewer, is_image)
+        self.task_combo = LayerCombo(napari_viewer, is_labels, none_text="(none)")
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("folder with input/ and target/ (and task/) TIFFs")
+        browse_folder = QPushButton("Browse…")
+        browse_folder.clicked.connect(self._browse_folder)
+
+        layers_page = QWidget()
+        layers_form = QFormLayout(layers_page)
+        layers_form.setContentsMargins(0, 0, 0, 0)
+        layers_form.addRow("Input layer", self.input_combo)
+        layers_form.addRow("Target layer", self.target_combo)
+        layers_form.addRow("Task labels", self.task_combo)
+        folder_page = QWidget()
+        folder_row = QHBoxLayout(folder_page)
+        folder_row.setContentsMargins(0, 0, 0, 0)
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(browse_folder)
+        self.source_pages = QStackedWidget()
+        self.source_pages.addWidget(layers_page)
+        self.source_pages.addWidget(folder_page)
+        self.source_combo.currentIndexChanged.connect(self.source_pages.setCurrentIndex)
+
+        self.family_combo = QComboBox()
+        for family in TRAINING_FAMILIES:
+            self.family_combo.addItem(family)
+            self.family_combo.setItemData(self.family_combo.count() - 1, FAMILY_NOTES.get(family, ""), 3)
+        self.family_combo.setCurrentText("l2l")
+        self.family_note = note_label()
+        self.steps_box = QSpinBox()
+        self.steps_box.setRange(1, 10_000_000)
+        self.steps_box.setValue(2000)
+        self.steps_box.setSingleStep(100)
+        self.patch_box = QSpinBox()
+        self.patch_box.setRange(0, 4096)
+        self.patch_box.setSingleStep(16)
+        self.patch_box.setSuffix(" px")
+        self.batch_box = QSpinBox()
+        self.batch_box.setRange(0, 4096)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(device_choices())
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("where to save the model package (a new folder, or .zip)")
+        browse_output = QPushButton("Browse…")
+        browse_output.clicked.connect(self._browse_output)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("model name (default: the output's name)")
+
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step and write a checkpoint (Resume continues it)")
+        self.stop_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the run whose checkpoint is beside the output path (same settings)")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.plot = PlotWidget("Training losses", "step", "loss", log_y=True)
+        self.plot.empty_text = "The losses appear here while training"
+        self.status = note_label()
+
+        form = QFormLayout()
+        form.addRow("Pairs from", self.source_combo)
+        form.addRow(self.source_pages)
+        form.addRow("Family", self.family_combo)
+        form.addRow("", self.family_note)
+        form.addRow("Steps", self.steps_box)
+        form.addRow("Patch", self.patch_box)
+        form.addRow("Batch", self.batch_box)
+        form.addRow("Device", self.device_combo)
+        output_row = QHBoxLayout()
+        output_row.addWidget(self.output_edit, 1)
+        output_row.addWidget(browse_output)
+        form.addRow("Save to", output_row)
+        form.addRow("Name", self.name_edit)
+        buttons = QHBoxLayout()
+        for button in (self.train_button, self.stop_button, self.resume_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+
+        self.family_combo.currentTextChanged.connect(self._family_changed)
+        self.train_button.clicked.connect(lambda: self.train())
+        self.resume_button.clicked.connect(lambda: self.train(resume=True))
+        self.stop_button.clicked.connect(self.stop)
+        self._family_changed(self.family_combo.currentText())
+        self._guess_target()
+        self.input_combo.layer_changed.connect(lambda _: self._guess_target())
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _family_changed(self, family: str) -> None:
+        from ..training import training_defaults
+
+        try:
+            defaults = training_defaults(family)
+        except NanoscopyError as error:
+            self.family_note.setText(str(error))
+            return
+        self.patch_box.setSpecialValueText(f"paper default ({defaults['patch']} px)")
+        self.batch_box.setSpecialValueText(f"paper default ({defaults['batch']})")
+        self.patch_box.setValue(0)
+        self.batch_box.setValue(0)
+        self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults['paper']}.")
+
+    def _guess_target(self) -> None:
+        """With a sample open, pick its target as the target layer."""
+        chosen = self.input_combo.layer()
+        targets = [l for l in self.target_combo.layers() if (l.metadata or {}).get("role") == "target" and l is not chosen]
+        if targets and (self.target_combo.layer() is chosen or self.target_combo.layer() is None):
+            self.target_combo.set_layer(targets[0])
+        elif self.target_combo.layer() is chosen:
+            others = [l for l in self.target_combo.layers() if l is not chosen]
+            if others:
+                self.target_combo.set_layer(others[0])
+
+    def _browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder of training pairs (input/, target/)")
+        if path:
+            self.folder_edit.setText(path)
+
+    def _browse_output(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the trained model package as", "", "Model package (folder or .zip) (*)")
+        if path:
+            self.output_edit.setText(path)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "family": self.family_combo.currentText(),
+            "steps": self.steps_box.value(),
+            "patch": self.patch_box.value() or None,
+            "batch": self.batch_box.value() or None,
+            "device": self.device_combo.currentText(),
+            "name": self.name_edit.text().strip() or None,
+        }
+
+    # -- running -----------------------------------------------------------------------------
+
+    def train(self, resume: bool = False) -> Job | None:
+        if self.job is not None:
+            return None
+        try:
+            out_text = self.output_edit.text().strip()
+            if not out_text:
+                raise NanoscopyError("Choose where to save the model (Save to) before training.")
+            out_path = Path(out_text).expanduser()
+            settings = self.settings()
+            prepare = self._prepare_data(out_path, resume)
+        except NanoscopyError as error:
+            self._failed(error)
+            return None
+        if not resume:
+            self.history = {}
+            self.plot.clear()
+        history = self.history
+
+        def work(progress, should_stop):
+            from ..training import train
+
+            data_dir = prepare()
+
+            def callback(step, steps, losses):
+                for key, value in losses.items():
+                    history.setdefault(key, []).append((step, float(value)))
+                progress(step, steps, None)
+
+            return train(settings["family"], data_dir, out_path, steps=settings["steps"], patch=settings["patch"],
+                         batch=settings["batch"], device=settings["device"], resume=resume, name=settings["name"],
+                         callback=callback, should_stop=should_stop,
+                         checkpoint_every=max(1, min(500, settings["steps"] // 4)))
+
+        def done(card):
+            self.last_card = card
+            REGISTRY.add(out_path, card)
+            message = f"Saved the model '{card.name}' to {out_path}; Restore lists it now."
+            self.status.setText(message)
+            notify_info(message)
+
+        def cancelled(error):
+            self.stopped = True
+            self.status.setText(str(error))
+            notify_info(str(error))
+
+        self.stopped = False
+        self.last_error = None
+        self.status.setText(("Resuming" if resume else "Preparing") + f" {settings['family']} training…")
+        self.job = Job(work, f"Training {settings['family']} → {out_path.name}", on_progress=self._progress,
+                       on_done=done, on_cancelled=cancelled, on_error=self._failed, on_finally=self._idle)
+        for button in (self.train_button, self.resume_button):
+            button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)
+        return self.job.start()
+
+    def _prepare_data(self, out_path: Path, resume: bool):
+        """A function (run in the worker) that returns the training folder, written from layers if need be."""
+        if self.source_combo.currentIndex() == 1:
+            folder = self.folder_edit.text().strip()
+            if not folder:
+                raise NanoscopyError("Choose the folder of training pairs (with input/ and target/ subfolders).")
+            return lambda: Path(folder).expanduser()
+        input_layer, target_layer = self.input_combo.layer(), self.target_combo.layer()
+        if input_layer is None or target_layer is None:
+            raise NanoscopyError("Pick an input and a target image layer (or train from a folder of pairs).")
+        if input_layer is target_layer:
+            raise NanoscopyError("The input and target layers are the same layer; pick the image to learn as target.")
+        folder = pairs_folder(out_path)
+        if resume:
+            if not folder.is_dir():
+                raise NanoscopyError(f"There are no layer pairs in {folder} to resume from; start a new training.")
+            return lambda: folder
+        if not out_path.parent.is_dir():
+            raise NanoscopyError(f"The folder {out_path.parent} does not exist; create it first or choose another output path.")
+        pixel, _ = layer_pixel_size_nm(input_layer)
+        task_layer = self.task_combo.layer()
+        inputs, targets = np.asarray(input_layer.data), np.asarray(target_layer.data)
+        task = None if task_layer is None else np.asarray(task_layer.data)
+        task_names = None
+        if task_layer is not None:
+            features = getattr(task_layer, "features", None)
+            if features is not None and "class" in getattr(features, "columns", []):
+                task_names = [str(name) for name in list(features["class"])[1:]] or None
+
+        def prepare():
+            write_layer_pairs(folder, inputs, targets, task, pixel, task_names)
+            return folder
+
+        return prepare
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("Stopping after this step; writing a checkpoint…")
+
+    def _idle(self) -> None:
+        self.job = None
+        self.train_button.setEnabled(True)
+        self.resume_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1 if self.last_card is not None and not self.stopped else 0)
+
+    def _failed(self, error) -> None:
+        self.last_error = notify_error(error, "Training")
+        self.status.setText(self.last_error)
+
+    def _progress(self, done: int, total: int, _extra) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        for key, values in list(self.history.items()):
+            points = values[:]  # the worker appends concurrently
+            if points:
+                steps, losses = zip(*points)
+                self.plot.set_line(key, steps, losses)
+        latest = ", ".join(f"{k} {v[-1][1]:.4g}" for k, v in self.history.items() if v)
+        self.status.setText(f"Step {done} / {total}: {latest}")
+
+    def closeEvent(self, event) -> None:
+        self.stop()
+        super().closeEvent(event)

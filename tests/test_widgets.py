@@ -1,0 +1,405 @@
+"""The napari front end: Restore, Train and Metrics widgets, sample data, writer (under Xvfb)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from napari_nanoscopy.io import read_image
+from napari_nanoscopy.samples import SAMPLE_DIR
+
+MANIFEST = Path(__file__).parents[1] / "src" / "napari_nanoscopy" / "napari.yaml"
+TIMEOUT_MS = 120_000
+
+
+# -- manifest and sample data (no viewer) ------------------------------------------------------
+
+
+def test_every_sample_in_samples_json_has_a_manifest_entry_and_back():
+    import json
+
+    from napari_nanoscopy._widgets._sample_data import function_name
+
+    samples = json.loads((SAMPLE_DIR / "samples.json").read_text())
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    entries = {entry["key"]: entry for entry in manifest["contributions"].get("sample_data", [])}
+    commands = {c["id"]: c["python_name"] for c in manifest["contributions"]["commands"]}
+    missing = sorted(set(samples) - set(entries))
+    assert not missing, (
+        f"samples.json has {missing} but napari.yaml has no sample_data entry for them; add to napari.yaml, for each KEY, "
+        "a command {id: napari-nanoscopy.sample_KEY, python_name: napari_nanoscopy._widgets._sample_data:sample_KEY, "
+        "title: ...} and a sample_data entry {key: KEY, display_name: <samples.json display_name>, "
+        "command: napari-nanoscopy.sample_KEY} (hyphens in KEY become underscores in the function name)"
+    )
+    assert not sorted(set(entries) - set(samples)), "napari.yaml lists samples that samples.json does not describe"
+    for key, entry in entries.items():
+        assert entry["display_name"] == samples[key]["display_name"], f"display names of sample {key} differ"
+        assert commands[entry["command"]] == f"napari_nanoscopy._widgets._sample_data:{function_name(key)}"
+        for layer in samples[key]["layers"]:
+            assert (SAMPLE_DIR / layer["file"]).is_file(), f"sample {key} names a missing file {layer['file']}"
+
+
+def test_manifest_contributes_the_three_widgets():
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    assert [w["display_name"] for w in manifest["contributions"]["widgets"]] == ["Restore", "Train", "Metrics"]
+
+
+def test_sample_loader_sets_scale_names_and_roles():
+    from napari_nanoscopy._widgets import _sample_data
+
+    layers = _sample_data.sample_twolabel()
+    assert [kwargs["metadata"]["role"] for _, kwargs, _ in layers][-1] == "input"  # on top
+    for data, kwargs, layer_type in layers:
+        assert kwargs["scale"] == (20.0, 20.0) and kwargs["units"] == ("nm", "nm")
+        assert kwargs["metadata"]["model"] == "l2l-twolabel" and layer_type == "image"
+    with pytest.raises(AttributeError):
+        _sample_data.sample_does_not_exist
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(notification):
+        seen.append(notification)
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+def wait_idle(qtbot, widget, timeout=TIMEOUT_MS):
+    qtbot.waitUntil(lambda: widget.job is None, timeout=timeout)
+
+
+def open_sample(viewer):
+    return viewer.open_sample("napari-nanoscopy", "twolabel")
+
+
+def results(viewer):
+    return [layer for layer in viewer.layers if "nanoscopy_role" in (layer.metadata or {})]
+
+
+# -- Restore -----------------------------------------------------------------------------------
+
+
+def test_restore_bundled_sample_at_the_input_scale_and_rerun_updates(make_napari_viewer, qtbot):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.input_combo.layer().name == "weak label (input)"
+    assert widget.selected_entry().card.name == "l2l-twolabel"  # picked from the sample's metadata
+    assert widget.pixel_box.value() == pytest.approx(20.0)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    [restored] = results(viewer)
+    assert restored.name == "weak label (input) restored [l2l-twolabel]"
+    assert tuple(restored.scale) == (20.0, 20.0) and restored.data.shape == (128, 128)
+    meta = restored.metadata
+    assert meta["model"] == "l2l-twolabel" and len(meta["weights_sha256"]) == 64
+    assert meta["versions"]["napari"] and meta["samples"] == 1
+    first = restored.data.copy()
+    count = len(viewer.layers)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert len(viewer.layers) == count and results(viewer) == [restored]
+    np.testing.assert_allclose(restored.data, first, atol=1e-5)
+
+
+def test_restore_task_model_gives_restored_uncertainty_and_labelled_segmentation(
+    make_napari_viewer, qtbot, packages_dir, smooth_image
+):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(smooth_image, name="confocal", scale=(25.0, 25.0), translate=(100.0, -50.0),
+                             units=("nm", "nm"))
+    widget = RestoreWidget(viewer)
+    widget.add_model(packages_dir / "tagan-task")
+    wait_idle(qtbot, widget)
+    assert widget.selected_entry().card.name == "test-tagan"
+    assert widget.samples_box.value() == 4 and widget.pixel_box.value() == pytest.approx(25.0)
+    widget.samples_box.setValue(3)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    by_role = {l.metadata["nanoscopy_role"]: l for l in results(viewer)}
+    assert set(by_role) == {"restored", "uncertainty", "segmentation"}
+    for result in by_role.values():
+        assert tuple(result.scale) == (25.0, 25.0) and tuple(result.translate) == (100.0, -50.0)
+        assert result.data.shape == smooth_image.shape
+        assert result.metadata["source_layer"] == "confocal" and result.metadata["samples"] == 3
+        assert result.metadata["pixel_size_nm"] == pytest.approx(25.0)
+    assert by_role["uncertainty"].colormap.name != layer.colormap.name
+    assert float(by_role["uncertainty"].data.max()) > 0
+    segmentation = by_role["segmentation"]
+    assert segmentation.__class__.__name__ == "Labels"
+    assert list(segmentation.features["class"]) == ["background", "rings", "fibres"]
+    assert segmentation.metadata["classes"] == ["background", "rings", "fibres"]
+    # rerun: same three layers, updated in place
+    layers_before = list(viewer.layers)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert list(viewer.layers) == layers_before
+
+
+def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, smooth_image):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    stack = np.stack([smooth_image[:96, :96], smooth_image[32:128, 40:136], smooth_image[64:, 80:]])
+    viewer.add_image(stack, name="time series", scale=(1.0, 20.0, 20.0), units=("pixel", "nm", "nm"))
+    widget = RestoreWidget(viewer)
+    assert widget.select_model("l2l-twolabel")
+    reports = []
+    job = widget.run()
+    job._bridge.progressed.connect(lambda done, total, _: reports.append((done, total)))
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    [restored] = results(viewer)
+    assert restored.data.shape == stack.shape and tuple(restored.scale) == (1.0, 20.0, 20.0)
+    assert reports and reports[-1][0] == reports[-1][1] and reports[-1][1] >= 3  # at least one step per plane
+    for plane in range(3):
+        assert np.std(restored.data[plane]) > 0
+
+
+def test_cancel_stops_a_long_run_and_leaves_the_viewer_usable(make_napari_viewer, qtbot, packages_dir):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).random((4, 256, 256)).astype(np.float32)
+    viewer.add_image(image, name="big")
+    widget = RestoreWidget(viewer)
+    widget.add_model(packages_dir / "tagan")
+    wait_idle(qtbot, widget)
+    widget.samples_box.setValue(50)
+    widget.tile_box.setValue(64)
+    reports = []
+    job = widget.run()
+    job._bridge.progressed.connect(lambda done, total, _: reports.append((done, total)))
+    qtbot.waitUntil(lambda: len(reports) > 0, timeout=TIMEOUT_MS)
+    assert widget.cancel_button.isEnabled()
+    widget.cancel()
+    wait_idle(qtbot, widget)
+    assert reports[-1][0] < reports[-1][1], "the run finished before it was cancelled; make it longer"
+    assert results(viewer) == [] and "Cancelled" in widget.status.text()
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    # the viewer and the widget still work
+    viewer.add_image(image[0, :64, :64], name="small")
+    widget.input_combo.set_layer(viewer.layers["small"])
+    widget.samples_box.setValue(2)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None and {l.metadata["nanoscopy_role"] for l in results(viewer)} == {"restored", "uncertainty"}
+
+
+def test_incompatible_layer_gives_a_notification_not_a_crash(make_napari_viewer, qtbot, notifications):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).random((16, 16)), name="tiny")
+    viewer.add_image(np.random.default_rng(1).random((32, 32, 3)), name="photo", rgb=True)
+    viewer.add_labels(np.zeros((64, 64), dtype=np.uint8), name="mask")
+    widget = RestoreWidget(viewer)
+    assert [l.name for l in widget.input_combo.layers()] == ["tiny"]  # RGB and Labels layers are not offered
+    widget.select_model("l2l-twolabel")
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert "smaller than the 32x32 minimum" in widget.last_error
+    assert any("smaller than the 32x32 minimum" in str(n.message) for n in notifications)
+    assert results(viewer) == [] and widget.run_button.isEnabled()
+    widget.add_model("/no/such/model")
+    wait_idle(qtbot, widget)
+    assert "No model file, folder or bundled model" in widget.last_error
+
+
+def test_restore_lists_bundled_models_through_the_packages_api(make_napari_viewer):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy.packages import list_models
+
+    widget = RestoreWidget(make_napari_viewer())
+    bundled = [entry.card.name for entry in widget._entries if entry.bundled]
+    assert bundled == [card.name for card in list_models()] and bundled
+
+
+def test_result_layers_save_with_pixel_size_and_provenance(make_napari_viewer, qtbot, tmp_path):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = RestoreWidget(viewer)
+    widget.run()
+    wait_idle(qtbot, widget)
+    [restored] = results(viewer)
+    path = tmp_path / "restored.ome.tif"
+    viewer.layers.selection = {restored}
+    written = viewer.layers.save(str(path), selected=True, plugin="napari-nanoscopy")
+    assert written == [str(path)]
+    image = read_image(path)
+    assert image.pixel_size_nm == pytest.approx(20.0)
+    assert image.metadata["model"] == "l2l-twolabel" and image.metadata["weights_sha256"] == restored.metadata["weights_sha256"]
+    [reopened] = viewer.open(str(path), plugin="napari-nanoscopy")
+    assert tuple(reopened.scale) == (20.0, 20.0)
+
+
+# -- Train -------------------------------------------------------------------------------------
+
+
+def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer, qtbot, tmp_path):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy._widgets.train import TrainWidget, pairs_folder
+    from napari_nanoscopy.packages import load_model
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = TrainWidget(viewer)
+    restore = RestoreWidget(viewer)
+    assert widget.input_combo.layer().name == "weak label (input)"
+    assert widget.target_combo.layer().name == "better label (target)"
+    widget.family_combo.setCurrentText("l2l")
+    widget.steps_box.setValue(3)
+    widget.patch_box.setValue(64)
+    widget.batch_box.setValue(2)
+    out = tmp_path / "my-l2l"
+    widget.output_edit.setText(str(out))
+    widget.train()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    package = load_model(out)
+    assert package.card.training["steps"] == 3 and package.card.pixel_size_nm == pytest.approx(20.0)
+    assert (pairs_folder(out) / "input" / "plane_0000.ome.tif").is_file()
+    assert set(widget.history) and len(next(iter(widget.history.values()))) == 3
+    assert widget.plot.lines  # the loss curve was drawn
+    assert restore.select_model(str(out.resolve()))  # the trained model is offered in Restore
+    assert restore.selected_entry().card.name == "my-l2l"
+
+
+def test_train_stop_then_resume_finishes_the_run(make_napari_viewer, qtbot, tmp_path):
+    from napari_nanoscopy._widgets.train import TrainWidget
+    from napari_nanoscopy.packages import load_model
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = TrainWidget(viewer)
+    widget.steps_box.setValue(30)
+    widget.patch_box.setValue(64)
+    widget.batch_box.setValue(1)
+    out = tmp_path / "stopped"
+    widget.output_edit.setText(str(out))
+    job = widget.train()
+    steps = []
+    job._bridge.progressed.connect(lambda done, total, _: steps.append(done))
+    qtbot.waitUntil(lambda: len(steps) > 0, timeout=TIMEOUT_MS)
+    widget.stop()
+    wait_idle(qtbot, widget)
+    assert widget.stopped and not out.exists()
+    assert "resume=True" in widget.status.text()
+    assert (tmp_path / "stopped.checkpoint" / "checkpoint.pt").is_file()
+    widget.train(resume=True)
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    card = load_model(out).card
+    assert card.training["resumed"] is True and card.training["steps"] == 30
+    assert max(step for step, _ in next(iter(widget.history.values()))) == 30
+
+
+def test_train_errors_are_notifications(make_napari_viewer, qtbot, notifications, tmp_path):
+    from napari_nanoscopy._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = TrainWidget(viewer)
+    widget.train()
+    assert "Choose where to save" in widget.last_error
+    widget.output_edit.setText(str(tmp_path / "tagan-without-task"))
+    widget.family_combo.setCurrentText("tagan")
+    widget.steps_box.setValue(2)
+    widget.train()
+    wait_idle(qtbot, widget)
+    assert "task/ folder" in widget.last_error
+    assert any("task/ folder" in str(n.message) for n in notifications)
+
+
+# -- Metrics -----------------------------------------------------------------------------------
+
+
+def beads(sigma_px, seed=0, size=192, spacing=32):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(float)
+    image = np.zeros((size, size))
+    for cy in range(spacing // 2 + 8, size - 16, spacing):
+        for cx in range(spacing // 2 + 8, size - 16, spacing):
+            oy, ox = rng.uniform(-2, 2, 2)
+            image += np.exp(-((y - cy - oy) ** 2 + (x - cx - ox) ** 2) / (2 * sigma_px**2))
+    return image + 0.01 * rng.normal(size=image.shape)
+
+
+def test_metrics_table_histogram_and_copy(make_napari_viewer, qtbot):
+    from qtpy.QtGui import QGuiApplication
+
+    from napari_nanoscopy._widgets.metrics import MetricsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(beads(3.0), name="reference", scale=(20.0, 20.0), units=("nm", "nm"))
+    viewer.add_image(beads(3.0) + 0.05 * np.random.default_rng(5).normal(size=(192, 192)), name="result",
+                     scale=(20.0, 20.0), units=("nm", "nm"))
+    widget = MetricsWidget(viewer)
+    widget.result_combo.set_layer(viewer.layers["result"])
+    widget.reference_combo.set_layer(viewer.layers["reference"])
+    widget.fwhm_box.setChecked(True)
+    widget.separation_box.setValue(400.0)
+    widget.compute()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    rows = {row[0]: row[1:] for row in widget.report.rows}
+    assert float(rows["PSNR [dB] (vs reference)"][0]) > 15
+    assert 0 < float(rows["SSIM (vs reference)"][0]) < 1 and float(rows["NRMSE (vs reference)"][0]) > 0
+    assert "MS-SSIM (vs reference)" in rows
+    expected_fwhm = 2.3548 * 3.0 * 20.0
+    for name in ("result", "reference"):
+        assert np.median(widget.report.fwhm_nm[name]) == pytest.approx(expected_fwhm, rel=0.1)
+        assert len(widget.report.fwhm_nm[name]) >= 16
+    assert "n = " in rows["Bead FWHM, median [nm]"][0]
+    assert rows["Resolution, decorrelation [nm]"][0] != "no structure above noise"
+    assert len(widget.histogram.histograms) == 2
+    assert widget.table.rowCount() == len(widget.report.rows)
+    text = widget.copy()
+    assert QGuiApplication.clipboard().text() == text
+    assert text.splitlines()[0] == "Metric\tresult\treference" and "\tinf" not in text
+
+
+def test_metrics_dice_of_labels_and_mismatch_notification(make_napari_viewer, qtbot, notifications):
+    from napari_nanoscopy._widgets.metrics import MetricsWidget
+
+    viewer = make_napari_viewer()
+    truth = np.zeros((64, 64), dtype=np.uint8)
+    truth[10:30, 10:30] = 1
+    guess = np.zeros_like(truth)
+    guess[10:30, 20:40] = 1
+    viewer.add_labels(truth, name="truth")
+    viewer.add_labels(guess, name="guess")
+    viewer.add_image(np.random.default_rng(0).random((64, 64)), name="image")
+    widget = MetricsWidget(viewer)
+    widget.resolution_box.setChecked(False)
+    widget.result_combo.set_layer(viewer.layers["guess"])
+    widget.reference_combo.set_layer(viewer.layers["truth"])
+    widget.compute()
+    wait_idle(qtbot, widget)
+    rows = {row[0]: row[1] for row in widget.report.rows}
+    assert float(rows["Dice (foreground) (vs truth)"]) == pytest.approx(0.5)
+    assert float(rows["IoU (foreground) (vs truth)"]) == pytest.approx(1 / 3, rel=1e-3)
+    widget.reference_combo.set_layer(viewer.layers["image"])
+    widget.compute()
+    wait_idle(qtbot, widget)
+    assert "Labels layer and the other an image" in widget.last_error
+    assert any("Labels layer" in str(n.message) for n in notifications)
