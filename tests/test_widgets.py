@@ -173,6 +173,25 @@ def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, s
         assert np.std(restored.data[plane]) > 0
 
 
+def test_restore_multichannel_model_takes_the_matching_channel_axis(make_napari_viewer, qtbot, packages_dir, smooth_image):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(smooth_image[:64, :64], name="one channel")
+    three = np.stack([smooth_image[:64, :64], np.full((64, 64), -1.0), np.full((64, 64), -1.0)])
+    viewer.add_image(three, name="confocal + patch + mask", scale=(1.0, 30.0, 30.0), units=("pixel", "nm", "nm"))
+    widget = RestoreWidget(viewer)
+    widget.add_model(packages_dir / "tagan-live")
+    wait_idle(qtbot, widget)
+    assert [l.name for l in widget.input_combo.layers()] == ["confocal + patch + mask"]  # only layers it can take
+    assert widget.channel_combo.isVisibleTo(widget) and widget.channel_combo.currentData() == 0
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    [restored] = results(viewer)
+    assert restored.data.shape == (64, 64) and tuple(restored.scale) == (30.0, 30.0)
+
+
 def test_cancel_stops_a_long_run_and_leaves_the_viewer_usable(make_napari_viewer, qtbot, packages_dir):
     from napari_nanoscopy._widgets.restore import RestoreWidget
 

@@ -64,12 +64,6 @@ def layer_pixel_size_nm(layer) -> tuple[float | None, str]:
     return size, f"from the {source}"
 
 
-def plane_data(layer) -> np.ndarray:
-    """The layer's full-resolution data as a numpy array (level 0 of a multiscale layer)."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return np.asarray(data)
-
-
 class LayerCombo(QComboBox):
     """A combo box of the viewer's layers that pass ``accept``, kept in sync with the viewer.
 

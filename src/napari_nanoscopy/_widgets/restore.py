@@ -38,7 +38,6 @@ from ._common import (
     notify_error,
     notify_info,
     pixel_size_box,
-    plane_data,
 )
 from ._registry import REGISTRY
 
@@ -84,6 +83,7 @@ class RestoreWidget(QWidget):
         self._packages: dict[str, Any] = {}  # path -> ModelPackage, for models opened here
         self.last_error: str | None = None
         self.last_result = None
+        self._planes, self._running_text = 1, ""
 
         self.model_combo = QComboBox()
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -302,7 +302,7 @@ class RestoreWidget(QWidget):
     def parameters(self) -> dict[str, Any]:
         pixel = self.pixel_box.value()
         tile = self.tile_box.value()
-        channel_axis = self.channel_combo.currentData() if self.channel_combo.isVisible() else None
+        channel_axis = self.channel_combo.currentData() if self._in_channels() > 1 else None
         return {
             "pixel_size_nm": pixel if pixel > 0 else None,
             "samples": self.samples_box.value(),
@@ -324,7 +324,7 @@ class RestoreWidget(QWidget):
             return None
         parameters = self.parameters()
         device = self.device_combo.currentText()
-        image = plane_data(layer)
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data  # read in the worker (dask, zarr)
         key = (entry.source, device)
         restorers = self._restorers
         package = self._packages.get(entry.source)
@@ -337,7 +337,7 @@ class RestoreWidget(QWidget):
                 restorer = Restorer(package if package is not None else entry.source, device=device)
                 restorers[key] = restorer
             result = restorer.restore(
-                image, progress=lambda done, total: progress(done, total, None), should_cancel=should_cancel,
+                np.asarray(data), progress=lambda done, total: progress(done, total, None), should_cancel=should_cancel,
                 **parameters,
             )
             return restorer, result
@@ -345,16 +345,21 @@ class RestoreWidget(QWidget):
         def done(value):
             restorer, result = value
             self.last_result = result
-            self._show_results(layer, entry, restorer, result, parameters)
+            try:
+                self._show_results(layer, entry, restorer, result, parameters)
+            except Exception as error:  # never let a display problem escape into napari's event loop
+                self._failed("Showing the results")(error)
 
         def cancelled(error):
             self._set_status("Cancelled; no layers were changed.")
             notify_info("Restoration cancelled.")
 
-        stack = image.ndim - 2 - (parameters["channel_axis"] is not None)
-        planes = int(np.prod(image.shape[:stack])) if stack > 0 else 1
+        stack = len(data.shape) - 2 - (parameters["channel_axis"] is not None)
+        planes = int(np.prod(data.shape[:stack])) if stack > 0 else 1
         what = f"{planes} planes of " if planes > 1 else ""
-        self._set_status(f"Restoring {what}'{layer.name}' with {entry.card.name}…")
+        self._planes = planes
+        self._running_text = f"Restoring {what}'{layer.name}' with {entry.card.name}"
+        self._set_status(self._running_text + "…")
         self.last_error = None
         return self._start(Job(
             work, f"Restoring {layer.name} [{entry.card.name}]",
@@ -387,6 +392,9 @@ class RestoreWidget(QWidget):
     def _progress(self, done: int, total: int, _extra) -> None:
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
+        if self._planes > 1 and total:
+            plane = min(self._planes, (done - 1) * self._planes // total + 1)
+            self._set_status(f"{self._running_text}: plane {plane} of {self._planes}…")
 
     def _failed(self, what: str):
         def handler(error):
