@@ -1,0 +1,104 @@
+"""When to acquire a full STED image: the TA-GAN paper's two triggers.
+
+Both take the segmentation network's raw outputs for the class being monitored (F-actin
+fibres) on the N synthetic samples of the ROI, ``(N, Y, X)`` in the network's units, and the
+binarisation threshold of that output (from the segmentation model's card):
+
+- ``dice``: the mean of the N outputs, binarised, against the segmentation of the last real
+  STED image (the reference); trigger when their Dice is below the threshold (0.5 in the
+  paper; its code used 0.3). Without a reference it always triggers.
+- ``variability``: each output binarised, the variability score of the N masks (share of
+  high-variability pixels among the foreground); trigger when it is above the threshold
+  (0.5 in the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_nanoscopy.analysis.metrics import dice
+from napari_nanoscopy.analysis.variability import variability_score
+from napari_nanoscopy.errors import NanoscopyError
+
+POLICIES = ("dice", "variability")
+DEFAULT_THRESHOLDS = {"dice": 0.5, "variability": 0.5}
+
+
+@dataclass
+class Decision:
+    policy: str
+    score: float | None
+    threshold: float
+    trigger: bool
+    reason: str
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # mean segmentation, variability...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "score": self.score, "threshold": self.threshold,
+                "trigger": self.trigger, "reason": self.reason}
+
+
+class Policy:
+    name = "policy"
+
+    def __init__(self, threshold: float | None = None):
+        threshold = DEFAULT_THRESHOLDS[self.name] if threshold is None else threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise NanoscopyError(f"The {self.name} threshold must be a number from 0 to 1; got {threshold!r}.")
+        self.threshold = float(threshold)
+
+    def decide(self, outputs: np.ndarray, binarisation: float, reference: np.ndarray | None) -> Decision:
+        raise NotImplementedError
+
+
+class DicePolicy(Policy):
+    name = "dice"
+
+    def decide(self, outputs, binarisation, reference):
+        outputs = _checked_outputs(outputs)
+        mean_mask = outputs.mean(axis=0) > binarisation
+        if reference is None:
+            return Decision(self.name, None, self.threshold, True, "no reference STED yet", {"mean_segmentation": mean_mask})
+        reference = np.asarray(reference, dtype=bool)
+        if reference.shape != mean_mask.shape:
+            raise NanoscopyError(
+                f"The reference segmentation is {reference.shape} but the synthetic one is {mean_mask.shape}; "
+                "both must cover the same ROI."
+            )
+        score = float(dice(mean_mask, reference))
+        trigger = score < self.threshold
+        reason = f"Dice {score:.3f} {'<' if trigger else '>='} {self.threshold:g}"
+        return Decision(self.name, score, self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
+
+
+class VariabilityPolicy(Policy):
+    name = "variability"
+
+    def decide(self, outputs, binarisation, reference):
+        outputs = _checked_outputs(outputs)
+        result = variability_score(outputs > binarisation)
+        trigger = result.score > self.threshold
+        reason = f"variability {result.score:.3f} {'>' if trigger else '<='} {self.threshold:g}"
+        maps = {"mean_segmentation": outputs.mean(axis=0) > binarisation, "high_variability": result.high,
+                "votes": result.votes}
+        return Decision(self.name, result.score, self.threshold, trigger, reason, maps)
+
+
+def make_policy(name: str, threshold: float | None = None) -> Policy:
+    if name == "dice":
+        return DicePolicy(threshold)
+    if name == "variability":
+        return VariabilityPolicy(threshold)
+    raise NanoscopyError(f"The policy must be one of {', '.join(POLICIES)}; got {name!r}.")
+
+
+def _checked_outputs(outputs) -> np.ndarray:
+    array = np.asarray(outputs, dtype=np.float32)
+    if array.ndim != 3 or array.shape[0] < 2:
+        raise NanoscopyError(
+            f"A policy decides from (samples, Y, X) segmentation outputs of at least 2 samples; got shape {array.shape}."
+        )
+    return array
