@@ -500,6 +500,7 @@ def train(
     callback: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_every: int = 500,
+    init_from=None,
 ) -> ModelCard:
     """Train ``family`` (one of TRAINING_FAMILIES) on the pairs in ``data_dir`` and write a
     model package to ``out_path`` (a folder, or a .zip); return its card.
@@ -518,7 +519,9 @@ def train(
     before every step, and when it returns True a checkpoint is written and
     :class:`Cancelled` raised. Checkpoints go to ``<out_path>.checkpoint/`` every
     ``checkpoint_every`` steps and at the end; ``resume=True`` continues from there with the
-    same settings.
+    same settings. ``init_from`` (a model package of the same family and architecture) starts
+    the generator from that package's weights instead of a random initialisation: transfer
+    learning, as TCAN trains on beads first and then on microtubules.
     """
     settings = _settings(family)
     steps = check_int("steps", steps)
@@ -549,7 +552,7 @@ def train(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         run = _Run(family, settings, data_dir, patch, batch, seed, device, lr, loss_settings,
-                   generator_kwargs, discriminator_kwargs, task, normalization)
+                   generator_kwargs, discriminator_kwargs, task, normalization, init_from)
         return run.execute(out_path, checkpoints, steps, resume, name, description, callback, should_stop, checkpoint_every)
 
 
@@ -557,7 +560,7 @@ class _Run:
     """One training run: networks, data and trainer built from the settings (seeded by the caller)."""
 
     def __init__(self, family, settings: FamilySettings, data_dir, patch, batch, seed, device, lr, loss_settings,
-                 generator_kwargs, discriminator_kwargs, task_options, normalization):
+                 generator_kwargs, discriminator_kwargs, task_options, normalization, init_from=None):
         self.family, self.settings, self.patch, self.batch, self.seed = family, settings, patch, batch, seed
         self.device, self.loss_settings = device, loss_settings
         self.task = _task_setup(family, settings, task_options)
@@ -602,12 +605,32 @@ class _Run:
         self._check_patch()
         self.lrs = self._learning_rates(lr)
         self.discriminator_kwargs, self.trainer = self._trainer(discriminator_kwargs)
+        self.initialised_from = self._initialise_from(init_from) if init_from is not None else None
         for network in self.trainer.networks.values():
             network.to(device)
         self.sampler = PatchSampler(
             self.data, patch, batch, seed, target_clip=self.target_clip,
             live_spec=self.spec if family == "tagan-live" else None,
         )
+
+    def _initialise_from(self, source) -> dict[str, str]:
+        """Load the generator weights of the package ``source`` (transfer learning)."""
+        package = load_model(source)
+        card = package.card
+        if self.family == "unet-live" or card.family != self.settings.package_family:
+            raise NanoscopyError(
+                f"init_from needs a {self.settings.package_family} package to start the generator from; "
+                f"{source} is a {card.family} package."
+            )
+        if card.generator != self.generator_kwargs:
+            differences = sorted(k for k in set(card.generator) | set(self.generator_kwargs)
+                                 if card.generator.get(k) != self.generator_kwargs.get(k))
+            raise NanoscopyError(
+                f"The generator of {source} differs from this run's in {', '.join(differences)}; "
+                "give the same generator_kwargs as the package was trained with."
+            )
+        self.generator.load_state_dict(package.generator.state_dict())
+        return {"name": card.name, "weights_sha256": card.weights_sha256}
 
     def _task_channels(self) -> int | None:
         if self.task is None:
@@ -735,6 +758,7 @@ class _Run:
             "loss": self.loss_settings,
             "learning_rates": self.lrs,
             "normalization": self.spec,
+            "initialised_from": self.initialised_from,
         }
 
     def lr_factor(self, step: int, steps: int) -> float:
@@ -842,6 +866,7 @@ class _Run:
             "final_losses": {key: float(np.mean(values[-window:])) for key, values in history.items()},
             "final_losses_over_steps": window,
             "discriminator": self.discriminator_kwargs,
+            "initialised_from": self.initialised_from,
             "wall_time_s": round(wall_time_s, 3),
             "steps_per_s": None if steps_per_s is None else round(steps_per_s, 4),
             "resumed": resumed,
