@@ -173,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         card = train(
             args.family, args.data, args.out, steps=args.steps, patch=args.patch, batch=args.batch,
-            device=args.device, seed=args.seed, resume=args.resume, callback=report,
+            device=args.device, seed=args.seed, resume=args.resume, callback=report, init_from=args.init_from,
         )
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; checkpoints (if any) are in {checkpoint_folder(args.out)}; "
@@ -190,6 +190,49 @@ def _import_csbdeep(args: argparse.Namespace) -> int:
     card = import_csbdeep(args.folder, args.out, percentiles=(args.low, args.high),
                           pixel_size_nm=args.pixel_size, overwrite=args.overwrite)
     print(f"wrote model package {args.out} ({card.summary()})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation import evaluate
+
+    data = Path(args.data).expanduser()
+    if not data.is_dir():
+        raise NanoscopyError(f"The dataset folder {data} does not exist; give a folder written by `{PROG} simulate`.")
+    baselines = {}
+    for text in args.baseline:
+        row, sep, model = text.partition("=")
+        if not sep or not row or not model:
+            raise NanoscopyError(f"--baseline takes NAME=MODEL (e.g. pix2pix=pix2pix-nanodomains), not {text!r}.")
+        baselines[row] = model
+    evaluation = evaluate(
+        args.model, data, baselines=baselines, samples=args.samples, device=args.device, limit=args.limit,
+        progress=_Progress(f"evaluating on {data.name}"),
+    )
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=1))
+    else:
+        print(f"{evaluation.model} on {data} ({evaluation.n_images} {evaluation.kind} images)")
+        print(evaluation.table())
+    return 0
+
+
+def _export_bmz(args: argparse.Namespace) -> int:
+    from .interop.bmz import export_bmz
+
+    test_image = None
+    if args.sample:
+        from .io import read_image
+
+        image = read_image(_existing_file(args.sample))
+        test_image = image.data
+        while test_image.ndim > 3 or (test_image.ndim == 3 and "C" not in image.axes):
+            test_image = test_image[0]  # the first plane of a stack
+    out = export_bmz(args.model, args.out, test_image=test_image, authors=args.author or None,
+                     license=args.license, overwrite=args.overwrite)
+    print(f"wrote bioimage.io model {out}")
     return 0
 
 
@@ -253,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     train.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same model on a CPU")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start the generator from this package's weights (transfer learning; same family and sizes)")
     train.set_defaults(handler=_train)
 
     csbdeep = commands.add_parser(
@@ -268,6 +313,39 @@ def build_parser() -> argparse.ArgumentParser:
     csbdeep.add_argument("--pixel-size", type=float, help="pixel size in nm the model was trained at, if known")
     csbdeep.add_argument("--overwrite", action="store_true", help="replace an existing package")
     csbdeep.set_defaults(handler=_import_csbdeep)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a model on a held-out dataset folder (PSNR, SSIM, task metrics, baselines)",
+        description="Evaluate MODEL on the pairs in --data (a folder as `simulate` writes it): PSNR and SSIM "
+        "against the target, the task metric of the dataset's kind (nanodomain F1, F-actin Dice, bead FWHM, "
+        "two-label contrast), with the input and Richardson-Lucy deconvolution as baselines.",
+    )
+    evaluate.add_argument("model", help="bundled model name, package folder or .zip")
+    evaluate.add_argument("--data", required=True, help="dataset folder with input/ target/ (task/ truth/) and dataset.json")
+    evaluate.add_argument("--baseline", action="append", default=[], metavar="NAME=MODEL",
+                          help="another model to compare, as a table row called NAME (repeatable)")
+    evaluate.add_argument("--samples", "-n", type=int, default=1, help="Monte-Carlo samples averaged per image (default 1)")
+    evaluate.add_argument("--limit", type=int, help="use only the first LIMIT images")
+    evaluate.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    bmz = commands.add_parser(
+        "export-bmz",
+        help="export a model as a bioimage.io (BioImage Model Zoo) package",
+        description="Write MODEL as a bioimage.io model package (rdf.yaml, pytorch_state_dict and torchscript "
+        "weights, test tensors, cover, README): a folder, or a .zip as the Model Zoo takes it. "
+        "See docs/bioimageio.md.",
+    )
+    bmz.add_argument("model", help="bundled model name, package folder or .zip, CSBDeep folder or TA-GAN .pth")
+    bmz.add_argument("out", help="OUT.zip (or a folder) to write")
+    bmz.add_argument("--sample", help="TIFF image at the model's pixel size for the test tensors and cover "
+                     "(default: a synthetic field)")
+    bmz.add_argument("--author", action="append", help="author name (repeat for several)")
+    bmz.add_argument("--license", default="CC-BY-4.0", help="SPDX license of the weights (default CC-BY-4.0)")
+    bmz.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    bmz.set_defaults(handler=_export_bmz)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")

@@ -151,6 +151,9 @@ def _input_affine(plane: np.ndarray, spec: dict[str, Any], channel: int, frame: 
         values = _sample_for_statistics(plane)
         if mode == "percentile":
             low, high = np.percentile(values, [float(spec.get("low", 1.0)), float(spec.get("high", 99.8))])
+        elif mode == "meanstd":  # mean -> range[0], mean + std (+ eps) -> range[1]
+            low = float(values.mean(dtype=np.float64))
+            high = low + float(values.std(dtype=np.float64)) + float(spec.get("eps", 0.0))
         else:  # minmax
             low, high = float(values.min()), float(values.max())
         if high <= low:

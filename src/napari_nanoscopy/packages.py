@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 GENERATOR_PREFIX = "generator."
 TASK_PREFIX = "task."
 
-NORMALIZATION_MODES = ("percentile", "minmax", "fixed", "none")
+NORMALIZATION_MODES = ("percentile", "minmax", "meanstd", "fixed", "none")
 OUTPUT_MODES = ("range", "input")
 # A tanh generator sees and produces [-1, 1]; a linear one (CARE) works in [0, 1] units.
 DEFAULT_INPUT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
@@ -417,6 +417,10 @@ def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
         return _load_zip(path)
     if suffix in (".pth", ".pt"):
         return load_foreign_pth(path)
+    if suffix == ".yaml":  # the rdf.yaml / bioimageio.yaml of an unzipped bioimage.io package
+        from .interop.bmz import load_bmz
+
+        return load_bmz(path)
     raise NanoscopyError(
         f"{path} is not a model package: give a folder with {CARD_FILE}, its .zip, a bundled model name, "
         "or a TA-GAN *_net_G.pth file."
