@@ -160,6 +160,11 @@ class MicroscopeAdapter:
     def armed(self) -> bool:
         return self._armed
 
+    @property
+    def busy(self) -> bool:
+        """True while an acquisition runs (including one the watchdog gave up on)."""
+        return self._busy.locked()
+
     def arm(self) -> None:
         """Allow acquisitions (hardware adapters start disarmed)."""
         self._check_open()
