@@ -347,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     bmz.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     bmz.set_defaults(handler=_export_bmz)
 
+    from .live.cli import add_parser as add_live_parser
+
+    add_live_parser(commands)
+
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")
     models.set_defaults(handler=_models)

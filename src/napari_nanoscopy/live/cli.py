@@ -1,0 +1,120 @@
+"""``napari-nanoscopy live``: run the live-assist loop from the shell and print a JSON summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from napari_nanoscopy.errors import NanoscopyError
+
+ADAPTERS = ("simulator", "pymmcore", "specpy")
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    live = commands.add_parser(
+        "live",
+        help="model-assisted live STED on the simulator or a microscope",
+        description="Run the TA-GAN live-assist loop (Table 1 of the TA-GAN paper): per frame a confocal image, "
+        "Monte-Carlo samples of TA-GAN Live, a STED patch where they disagree most, regenerated samples, "
+        "U-Net-Live segmentation and a dice or variability decision whether to acquire a full STED. Every frame "
+        "and decision is recorded in OUT; a JSON summary is printed. Hardware adapters need --arm. "
+        "See docs/live.md.",
+    )
+    live.add_argument("--adapter", choices=ADAPTERS, default="simulator", help="microscope (default: the simulator)")
+    live.add_argument("--policy", choices=("dice", "variability"), default="dice", help="STED trigger (default dice)")
+    live.add_argument("--threshold", type=float, help="trigger threshold (default 0.5 for both policies)")
+    live.add_argument("--frames", type=int, default=15, help="time points (default 15)")
+    live.add_argument("--out", required=True, help="new folder for the recorded session")
+    live.add_argument("--resume", action="store_true", help="continue the session already in --out")
+    live.add_argument("--seed", type=int, default=0, help="seed of the simulator and the Monte-Carlo samples")
+    live.add_argument("--samples", type=int, default=10, help="Monte-Carlo samples per generation (default 10)")
+    live.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow",
+                      help="disparity between samples (default Horn–Schunck optical flow)")
+    live.add_argument("--patch", type=int, default=100, help="STED patch / superpixel side in pixels (default 100)")
+    live.add_argument("--roi", type=int, default=300, help="central ROI side in pixels (default 300)")
+    live.add_argument("--generator", default="tagan-live-factin", help="TA-GAN Live model (name, folder or .zip)")
+    live.add_argument("--segmenter", default="unet-live-factin", help="U-Net-Live model (name, folder or .zip)")
+    live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    live.add_argument("--max-sted", type=int, help="most full STED images (references included) per --window")
+    live.add_argument("--window", type=int, help="frames of the --max-sted window (default: the whole session)")
+    live.add_argument("--max-dose", type=float, help="most photons sent into the sample in the whole session")
+    live.add_argument("--keep-extras", action="store_true", help="also keep MC samples, disparity and segmentations")
+    live.add_argument("--no-references", action="store_true", help="skip the initial and final reference STED")
+    sim = live.add_argument_group("simulator")
+    sim.add_argument("--size", type=int, default=500, help="field of view in pixels (default 500)")
+    sim.add_argument("--stimulus-frame", type=int,
+                     help="time point where remodelling starts (default 5, or --frames if fewer; = --frames for a control)")
+    hw = live.add_argument_group("hardware")
+    hw.add_argument("--arm", action="store_true", help="allow a hardware adapter to illuminate the sample")
+    hw.add_argument("--mm-config", help="Micro-Manager configuration file (pymmcore)")
+    hw.add_argument("--mm-group", default="Modality", help="configuration group selecting the modality (pymmcore)")
+    hw.add_argument("--pixel-size", type=float, help="pixel size in nm (pymmcore without calibration; specpy)")
+    hw.add_argument("--confocal-config", default="Confocal", help="Imspector configuration of the confocal (specpy)")
+    hw.add_argument("--sted-config", default="STED", help="Imspector configuration of the STED (specpy)")
+    hw.add_argument("--timeout", type=float, help="watchdog timeout per acquisition in seconds")
+    live.set_defaults(handler=run)
+    return live
+
+
+def _hardware_settings():
+    from napari_nanoscopy.live.adapters import CONFOCAL, STED, AcquisitionSettings
+    from napari_nanoscopy.simulation import STANDARD_CONDITIONS as c
+
+    return {CONFOCAL: AcquisitionSettings(c["p_ex"], 0.0, c["pdt"]), STED: AcquisitionSettings(c["p_ex"], c["p_sted"], c["pdt"])}
+
+
+def make_adapter(args: argparse.Namespace):
+    if args.adapter == "simulator":
+        from napari_nanoscopy.live.simulator import SimulatorAdapter
+
+        stimulus = min(5, args.frames) if args.stimulus_frame is None else args.stimulus_frame
+        return SimulatorAdapter(args.frames, stimulus, size=args.size, seed=args.seed, timeout_s=args.timeout)
+    if not args.arm:
+        raise NanoscopyError(
+            f"The {args.adapter} adapter drives a real microscope and acquires only when armed; check the sample "
+            "and the microscope, then pass --arm."
+        )
+    if args.adapter == "pymmcore":
+        from napari_nanoscopy.live.pymmcore_adapter import PymmcoreAdapter
+
+        if not args.mm_config:
+            raise NanoscopyError("The pymmcore adapter needs --mm-config, the Micro-Manager configuration file to load.")
+        try:
+            from pymmcore_plus import CMMCorePlus
+        except ImportError:
+            raise NanoscopyError("The pymmcore adapter needs pymmcore-plus (pip install 'napari-nanoscopy[pymmcore]').") from None
+        core = CMMCorePlus()
+        core.loadSystemConfiguration(args.mm_config)
+        return PymmcoreAdapter(core, settings=_hardware_settings(), group=args.mm_group, pixel_size_nm=args.pixel_size,
+                               arm=True, timeout_s=args.timeout)
+    from napari_nanoscopy.live.specpy_adapter import SpecPyAdapter
+
+    return SpecPyAdapter(configurations={"confocal": args.confocal_config, "sted": args.sted_config},
+                         settings=_hardware_settings(), field_shape=(args.size, args.size),
+                         pixel_size_nm=args.pixel_size or 20.0, arm=True, timeout_s=args.timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_nanoscopy.live.budget import DoseBudget
+    from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+
+    settings = LiveSettings(
+        policy=args.policy, threshold=args.threshold, samples=args.samples, disparity=args.disparity,
+        patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter, device=args.device,
+        seed=args.seed, initial_reference=not args.no_references, final_reference=not args.no_references,
+        keep_extras=args.keep_extras,
+    )
+    budget = DoseBudget(args.max_sted, args.window, args.max_dose)
+    adapter = make_adapter(args)
+    try:
+        pipeline = LivePipeline(adapter, args.out, settings, budget=budget, resume=args.resume)
+        try:
+            summary = pipeline.run(args.frames)
+        finally:
+            pipeline.close()
+    finally:
+        adapter.close()
+    json.dump(summary, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0 if summary["state"] == "done" else 1
