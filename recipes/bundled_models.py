@@ -58,6 +58,11 @@ RECIPES = {
         description="TA-GAN (nanodomain localisation task): confocal -> STED of synaptic nanodomains in "
         "dendritic spines, trained on pySTED simulations at 20 nm pixels; 10 MC-dropout samples by default.",
     ),
+    "l2l-twolabel": dict(
+        family="l2l", data="twolabel_train", test="twolabel_test", steps=4000, patch=64, batch=16,
+        description="label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, "
+        "unspecific puncta) -> the image a better label gives; pySTED two-label simulations at 20 nm pixels.",
+    ),
     "wang-beads": dict(
         family="wang", data="beads_train", test="beads_test", steps=2000, patch=64, batch=8,
         generator_kwargs=dict(base_filters=16, depth=3), discriminator_kwargs=dict(ndf=16, n_blocks=4),
