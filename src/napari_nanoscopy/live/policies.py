@@ -6,7 +6,10 @@ binarisation threshold of that output (from the segmentation model's card):
 
 - ``dice``: the mean of the N outputs, binarised, against the segmentation of the last real
   STED image (the reference); trigger when their Dice is below the threshold (0.5 in the
-  paper; its code used 0.3). Without a reference it always triggers.
+  paper; its code used 0.3). Without a reference it always triggers. A mask covering less
+  than ``min_fraction`` of the ROI (default 0.2 %) counts as empty: with an empty reference
+  (no fibres before a stimulus) one stray pixel would otherwise give a Dice of 0 and a
+  trigger, while two empty masks agree (Dice 1).
 - ``variability``: each output binarised, the variability score of the N masks (share of
   high-variability pixels among the foreground); trigger when it is above the threshold
   (0.5 in the paper).
@@ -57,6 +60,15 @@ class Policy:
 class DicePolicy(Policy):
     name = "dice"
 
+    def __init__(self, threshold: float | None = None, min_fraction: float = 0.002):
+        super().__init__(threshold)
+        if not 0 <= min_fraction < 1:
+            raise NanoscopyError(f"min_fraction must be from 0 to 1 (a share of the ROI); got {min_fraction!r}.")
+        self.min_fraction = float(min_fraction)
+
+    def _significant(self, mask: np.ndarray) -> np.ndarray:
+        return mask if np.count_nonzero(mask) >= self.min_fraction * mask.size else np.zeros_like(mask)
+
     def decide(self, outputs, binarisation, reference):
         outputs = _checked_outputs(outputs)
         mean_mask = outputs.mean(axis=0) > binarisation
@@ -68,7 +80,7 @@ class DicePolicy(Policy):
                 f"The reference segmentation is {reference.shape} but the synthetic one is {mean_mask.shape}; "
                 "both must cover the same ROI."
             )
-        score = float(dice(mean_mask, reference))
+        score = float(dice(self._significant(mean_mask), self._significant(reference)))
         trigger = score < self.threshold
         reason = f"Dice {score:.3f} {'<' if trigger else '>='} {self.threshold:g}"
         return Decision(self.name, score, self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
