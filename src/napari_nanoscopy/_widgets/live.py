@@ -1,0 +1,372 @@
+"""The Live assist dock widget: connect a microscope (or the simulator), arm, run the TA-GAN loop.
+
+Everything here is presentation: the adapters, the pipeline, the policies and the recorder
+are the headless ``napari_nanoscopy.live`` package. The pipeline runs in a worker thread;
+each finished frame is handed to the GUI thread, which updates the layers (confocal,
+synthetic STED mean, disparity map, segmentation, last real STED), the score plot and the
+dose counter, at most every 50 ms.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import NanoscopyError
+from ._common import Job, note_label, notify_error, notify_info
+from ._plot import PlotWidget
+
+ADAPTERS = ("simulator", "pymmcore", "specpy")
+
+
+class LiveWidget(QWidget):
+    """Adapter and connection, policy and thresholds, arm / start / pause / stop, live layers."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.adapter = None
+        self.pipeline = None
+        self.job: Job | None = None
+        self.results: list = []  # FrameResults in order, appended by the worker
+        self._shown = 0
+        self._lock = threading.Lock()
+        self.last_summary: dict[str, Any] | None = None
+        self.last_error: str | None = None
+        self._end_session = False
+
+        self.adapter_combo = QComboBox()
+        self.adapter_combo.addItems(ADAPTERS)
+        self.size_box = _spin(64, 2048, 500, " px")
+        self.frames_box = _spin(1, 10_000, 15)
+        self.stimulus_box = _spin(0, 10_000, 5)
+        self.seed_box = _spin(0, 2**31 - 1, 0)
+        self.config_edit = QLineEdit()
+        self.config_edit.setPlaceholderText("Micro-Manager .cfg (pymmcore)")
+        self.connect_button = QPushButton("Connect")
+        self.arm_box = QCheckBox("Armed (the microscope may illuminate the sample)")
+        self.arm_box.setEnabled(False)
+
+        self.policy_combo = QComboBox()
+        self.policy_combo.addItems(["dice", "variability"])
+        self.threshold_box = QDoubleSpinBox()
+        self.threshold_box.setRange(0.0, 1.0)
+        self.threshold_box.setSingleStep(0.05)
+        self.threshold_box.setValue(0.5)
+        self.samples_box = _spin(2, 100, 10)
+        self.disparity_combo = QComboBox()
+        self.disparity_combo.addItems(["optical-flow", "std"])
+        self.patch_box = _spin(8, 2048, 100, " px")
+        self.roi_box = _spin(8, 2048, 300, " px")
+        self.max_sted_box = _spin(0, 10_000, 0)
+        self.max_sted_box.setSpecialValueText("no cap")
+        self.generator_edit = QLineEdit("tagan-live-factin")
+        self.segmenter_edit = QLineEdit("unet-live-factin")
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("new folder for the session (default: a temporary one)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            button.setEnabled(False)
+        self.plot = PlotWidget("Decision score per frame", "frame", "score")
+        self.plot.empty_text = "Dice or variability per frame appears here"
+        self.dose_label = QLabel("dose: –")
+        self.status = note_label("Choose an adapter and connect.")
+
+        form = QFormLayout()
+        form.addRow("Adapter", self.adapter_combo)
+        form.addRow("Field (simulator)", self.size_box)
+        form.addRow("Frames", self.frames_box)
+        form.addRow("Stimulus frame (simulator)", self.stimulus_box)
+        form.addRow("Seed", self.seed_box)
+        form.addRow("Configuration", self.config_edit)
+        form.addRow(self.connect_button)
+        form.addRow(self.arm_box)
+        form.addRow("Policy", self.policy_combo)
+        form.addRow("Threshold", self.threshold_box)
+        form.addRow("MC samples", self.samples_box)
+        form.addRow("Disparity", self.disparity_combo)
+        form.addRow("STED patch", self.patch_box)
+        form.addRow("ROI", self.roi_box)
+        form.addRow("Max full STED", self.max_sted_box)
+        form.addRow("TA-GAN Live model", self.generator_edit)
+        form.addRow("U-Net-Live model", self.segmenter_edit)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(browse)
+        form.addRow("Record to", out_row)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.dose_label)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+
+        self.connect_button.clicked.connect(self.connect_adapter)
+        self.arm_box.toggled.connect(self._arm_toggled)
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.stop_button.clicked.connect(self.stop)
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connect_adapter(self) -> None:
+        """Create the chosen adapter (the simulator needs no arming; hardware starts disarmed)."""
+        self.disconnect_adapter()
+        kind = self.adapter_combo.currentText()
+        try:
+            if kind == "simulator":
+                from ..live.simulator import SimulatorAdapter
+
+                frames = self.frames_box.value()
+                self.adapter = SimulatorAdapter(frames, min(self.stimulus_box.value(), frames),
+                                                size=self.size_box.value(), seed=self.seed_box.value())
+            elif kind == "pymmcore":
+                self.adapter = _pymmcore_adapter(self.config_edit.text().strip())
+            else:
+                from ..live.cli import _hardware_settings
+                from ..live.specpy_adapter import SpecPyAdapter
+
+                self.adapter = SpecPyAdapter(configurations={"confocal": "Confocal", "sted": "STED"},
+                                             settings=_hardware_settings(), field_shape=(self.size_box.value(),) * 2)
+        except NanoscopyError as error:
+            self.last_error = notify_error(error, "Connecting")
+            self.status.setText(self.last_error)
+            return
+        caps = self.adapter.capabilities()
+        self.arm_box.setEnabled(caps.requires_arming)
+        self.arm_box.setChecked(self.adapter.armed)
+        self.start_button.setEnabled(True)
+        self.status.setText(f"Connected: {caps.description or self.adapter.name}. "
+                            + ("Arm it to acquire." if not self.adapter.armed else "Ready."))
+
+    def disconnect_adapter(self) -> None:
+        if self.adapter is not None:
+            self.adapter.close()
+        self.adapter = None
+        self.start_button.setEnabled(False)
+
+    def _arm_toggled(self, armed: bool) -> None:
+        if self.adapter is None:
+            return
+        if armed:
+            self.adapter.arm()
+        else:
+            self.adapter.disarm()
+            self.adapter.safe_state()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def settings(self):
+        from ..live.pipeline import LiveSettings
+
+        return LiveSettings(
+            policy=self.policy_combo.currentText(), threshold=self.threshold_box.value(),
+            samples=self.samples_box.value(), disparity=self.disparity_combo.currentText(),
+            patch=self.patch_box.value(), roi=self.roi_box.value(), generator=self.generator_edit.text().strip(),
+            segmenter=self.segmenter_edit.text().strip(), seed=self.seed_box.value(),
+        )
+
+    def start(self) -> Job | None:
+        """Start a session, or continue a paused one."""
+        if self.job is not None and not self.job.finished:
+            return None
+        if self.adapter is None:
+            self.connect_adapter()
+            if self.adapter is None:
+                return None
+        frames = self.frames_box.value()
+        if self.pipeline is None:
+            from ..live.budget import DoseBudget
+            from ..live.pipeline import LivePipeline
+
+            out = self.out_edit.text().strip() or str(Path(tempfile.mkdtemp(prefix="live-")) / "session")
+            try:
+                self.pipeline = LivePipeline(
+                    self.adapter, out, self.settings(),
+                    budget=DoseBudget(max_sted_frames=self.max_sted_box.value() or None),
+                    on_frame=self._frame_done,
+                )
+            except NanoscopyError as error:
+                self.last_error = notify_error(error, "Starting the live session")
+                self.status.setText(self.last_error)
+                return None
+            self.results, self._shown = [], 0
+            self.plot.clear()
+            run = self.pipeline.run
+        else:
+            run = self.pipeline.resume
+        pipeline = self.pipeline
+
+        def work(progress, should_cancel):
+            self._progress = progress
+            return run(frames)
+
+        self.job = Job(work, "Live assist", on_progress=lambda *_: self._show_new(),
+                       on_done=self._finished, on_error=self._failed, on_finally=self._idle)
+        self._set_running(True)
+        self.status.setText(f"Running; recording to {pipeline.folder}")
+        return self.job.start()
+
+    def pause(self) -> None:
+        """Stop at the next step boundary; Start continues the same session."""
+        if self.pipeline is not None:
+            self.pipeline.request_stop()
+            self.status.setText("Pausing after the current step…")
+
+    def stop(self) -> None:
+        """Stop and end the session (the next Start begins a new one)."""
+        self.pause()
+        self._end_session = True
+
+    def _frame_done(self, result) -> None:  # worker thread
+        with self._lock:
+            self.results.append(result)
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress(len(self.results), max(len(self.results), self.frames_box.value()), None)
+
+    def _show_new(self) -> None:  # GUI thread
+        with self._lock:
+            new = self.results[self._shown:]
+            self._shown = len(self.results)
+        if not new:
+            return
+        self._update_layers(new[-1])
+        frames = [r.frame for r in self.results[: self._shown]]
+        scores = [np.nan if r.decision.score is None else r.decision.score for r in self.results[: self._shown]]
+        self.plot.set_line(self.policy_combo.currentText(), np.asarray(frames, float), np.asarray(scores, float))
+        self.plot.set_line("threshold", np.asarray([frames[0], max(frames[-1], frames[0] + 1)], float),
+                           np.full(2, self.threshold_box.value()))
+        for result in new:
+            if result.sted is not None:
+                self.plot.add_marker(result.frame, "STED")
+        self.dose_label.setText(f"dose: {new[-1].dose_photons:.3g} photons; "
+                                f"full STED: {sum(r.sted is not None for r in self.results[: self._shown])} "
+                                f"of {self._shown} frames")
+
+    def _update_layers(self, result) -> None:
+        pixel = self.adapter.capabilities().pixel_size_nm if self.adapter is not None else 1.0
+        scale = (pixel, pixel)
+        y0, x0 = result.roi[:2]
+        roi_translate = (y0 * pixel, x0 * pixel)
+        _set_image(self.viewer, "live confocal", result.confocal, scale, (0.0, 0.0), "gray")
+        _set_image(self.viewer, "live synthetic STED", result.synthetic, scale, (0.0, 0.0), "magma")
+        _set_image(self.viewer, "live disparity", result.disparity, scale, (0.0, 0.0), "viridis")
+        if result.segmentation is not None:
+            _set_labels(self.viewer, "live segmentation", result.segmentation.astype(np.uint8), scale, roi_translate)
+        if result.sted is not None:
+            _set_image(self.viewer, "live real STED", result.sted, scale, roi_translate, "magma")
+
+    def _finished(self, summary) -> None:
+        self._show_new()
+        self.last_summary = summary
+        state = summary["state"]
+        self.status.setText(
+            f"{state}: {summary['frames']} frames, {summary['sted_acquisitions']} full STED, "
+            f"dose {summary['dose_relative_to_sted_every_frame'] or 0:.2f} of STED at every frame. "
+            f"Session: {summary['session']}"
+        )
+        if state == "faulted":
+            notify_info("The microscope reported a fault and was put in its safe state; fix it, then Start resumes.")
+        if state == "done" or self._end_session:
+            self._end_session = False
+            self.pipeline.close()
+            self.pipeline = None
+
+    def _failed(self, error) -> None:
+        self.last_error = notify_error(error, "The live session")
+        self.status.setText(self.last_error)
+
+    def _idle(self) -> None:
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running and self.adapter is not None)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.connect_button.setEnabled(not running)
+        self.adapter_combo.setEnabled(not running)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the live session")
+        if folder:
+            self.out_edit.setText(str(Path(folder) / f"session-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+    def closeEvent(self, event) -> None:
+        if self.pipeline is not None:
+            self.pipeline.request_stop()
+        if self.job is not None and not self.job.finished:
+            self.job.worker.quit()
+        self.disconnect_adapter()
+        super().closeEvent(event)
+
+
+def _spin(low: int, high: int, value: int, suffix: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    if suffix:
+        box.setSuffix(suffix)
+    return box
+
+
+def _pymmcore_adapter(config: str):
+    from ..live.cli import _hardware_settings
+    from ..live.pymmcore_adapter import PymmcoreAdapter
+
+    if not config:
+        raise NanoscopyError("Give the Micro-Manager configuration file to load for the pymmcore adapter.")
+    try:
+        from pymmcore_plus import CMMCorePlus
+    except ImportError:
+        raise NanoscopyError("The pymmcore adapter needs pymmcore-plus (pip install 'napari-nanoscopy[pymmcore]').") from None
+    core = CMMCorePlus()
+    try:
+        core.loadSystemConfiguration(config)
+    except Exception as error:  # noqa: BLE001 - Micro-Manager's own message
+        raise NanoscopyError(f"Micro-Manager could not load {config} ({error}); check the configuration file.") from error
+    return PymmcoreAdapter(core, settings=_hardware_settings())
+
+
+def _set_image(viewer, name, data, scale, translate, colormap) -> None:
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = data
+        layer.translate = translate
+    else:
+        viewer.add_image(data, name=name, scale=scale, translate=translate, colormap=colormap, blending="additive",
+                         units=("nm", "nm"))
+
+
+def _set_labels(viewer, name, data, scale, translate) -> None:
+    if name in viewer.layers:
+        viewer.layers[name].data = data
+    else:
+        viewer.add_labels(data, name=name, scale=scale, translate=translate, units=("nm", "nm"))
