@@ -52,7 +52,10 @@ def _existing_file(text: str) -> Path:
 def _restore(args: argparse.Namespace) -> int:
     from .inference import Restorer
     from .io import read_image, write_image
+    from .large import cli_restore, needs_batch
 
+    if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
+        return cli_restore(args, _Progress, PROG)
     source = _existing_file(args.input)
     outputs = {"restored": Path(args.output)}
     if args.uncertainty:
@@ -249,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore INPUT with a model and write OUTPUT (and optional uncertainty and segmentation) "
         "as TIFF / OME-TIFF with the input's pixel size.",
     )
-    restore.add_argument("input", help="input TIFF or OME-TIFF")
-    restore.add_argument("output", help="restored image (.ome.tif for OME-TIFF, .tif for ImageJ TIFF)")
+    restore.add_argument("input", help="input TIFF, OME-TIFF or OME-Zarr (.zarr), or a folder or quoted glob of them")
+    restore.add_argument("output", help="restored image (.ome.tif for OME-TIFF, .tif for ImageJ TIFF, .zarr for "
+                         "OME-Zarr written chunk by chunk), or a folder for several inputs")
     restore.add_argument("--model", "-m", required=True, help="bundled model name, package folder or .zip, or TA-GAN .pth")
     restore.add_argument("--pixel-size", type=float, help="input pixel size in nm (default: read from the file)")
     restore.add_argument("--samples", "-n", type=int, help="Monte-Carlo dropout samples (default: the model's)")
@@ -262,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="MC sampling: dropout only (default) or the public code's train-mode BatchNorm")
     restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    restore.add_argument("--block", type=int, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "
+                         "1024 or a multiple of its chunks); memory then stays that of a few blocks")
+    restore.add_argument("--scheduler", metavar="ADDRESS", help="run the blocks on a dask.distributed scheduler "
+                         "(tcp://HOST:8786), or 'local' for an embedded LocalCluster")
+    restore.add_argument("--workers", type=int, help="run the blocks on an embedded dask LocalCluster of N workers")
     restore.set_defaults(handler=_restore)
 
     from .simulation import KINDS
