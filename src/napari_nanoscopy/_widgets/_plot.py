@@ -20,6 +20,16 @@ class _Series:
     color: QColor
     x: np.ndarray = field(default_factory=lambda: np.empty(0))
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
+    smooth: int = 0
+
+
+def running_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (fewer at the start)."""
+    if window <= 1 or y.size == 0:
+        return y
+    cumulative = np.cumsum(np.insert(y, 0, 0.0))
+    counts = np.minimum(np.arange(1, y.size + 1), window)
+    return (cumulative[1:] - cumulative[np.arange(1, y.size + 1) - counts]) / counts
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -35,6 +45,25 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     while value <= high + 1e-9 * step:
         ticks.append(round(value, 12))
         value += step
+    return ticks
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Ticks (as log10 values) for a log axis spanning log10 values [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low]
+    if high - low >= 1.5:  # decades, thinned to at most 5
+        decades = list(range(math.ceil(low), math.floor(high) + 1))
+        step = max(1, math.ceil(len(decades) / 5))
+        return [float(d) for d in decades[::step]]
+    ticks = []
+    for decade in range(math.floor(low), math.ceil(high) + 1):
+        for mantissa in (1, 2, 5):
+            value = math.log10(mantissa) + decade
+            if low <= value <= high:
+                ticks.append(value)
+    if len(ticks) < 3:  # less than a factor of ~2.5: round values in linear space
+        ticks = [math.log10(v) for v in nice_ticks(10**low, 10**high, 4) if v > 0]
     return ticks
 
 
@@ -70,11 +99,14 @@ class PlotWidget(QWidget):
         self.markers.clear()
         self.update()
 
-    def set_line(self, name: str, x, y) -> None:
+    def set_line(self, name: str, x, y, smooth: int = 0) -> None:
+        """Set a curve; ``smooth`` > 0 draws the raw values faintly under their running mean
+        over that many points (a noisy training loss)."""
         series = self.lines.get(name)
         if series is None:
             series = self.lines[name] = _Series(name, QColor(PALETTE[len(self.lines) % len(PALETTE)]))
         series.x, series.y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        series.smooth = int(smooth)
         self.update()
 
     def set_histogram(self, name: str, values, edges) -> None:
@@ -129,7 +161,7 @@ class PlotWidget(QWidget):
         painter.setFont(font)
         metrics = painter.fontMetrics()
         line_height = metrics.height()
-        left = metrics.horizontalAdvance("0.0000") + line_height + 6
+        left = metrics.horizontalAdvance("0.0000") + line_height + 10
         top = line_height + 6 if self.title else 6
         plot = QRectF(left, top, self.width() - left - 10, self.height() - top - 2 * line_height - 8)
         painter.setPen(text_color)
@@ -149,12 +181,12 @@ class PlotWidget(QWidget):
 
         grid = QColor(text_color)
         grid.setAlpha(40)
-        for tick in nice_ticks(y_low, y_high, 4):
+        for tick in log_ticks(y_low, y_high) if self.log_y else nice_ticks(y_low, y_high, 4):
             point = to_point(x_low, tick)
             painter.setPen(QPen(grid, 1))
             painter.drawLine(QPointF(plot.left(), point.y()), QPointF(plot.right(), point.y()))
             painter.setPen(text_color)
-            label = _format(10 ** tick) if self.log_y else _format(tick)
+            label = _format(float(f"{10 ** tick:.3g}")) if self.log_y else _format(tick)
             painter.drawText(QRectF(0, point.y() - line_height / 2, left - 4, line_height),
                              Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
         for tick in nice_ticks(x_low, x_high, 5):
@@ -188,12 +220,11 @@ class PlotWidget(QWidget):
         for x, label, color in self.markers:
             painter.setPen(QPen(color, 1.5, Qt.PenStyle.DashLine))
             painter.drawLine(to_point(x, y_low), to_point(x, y_high))
-        for series in self.lines.values():
-            y = self._y(series.y)
+        def draw_curve(xs, ys, pen):
             path = QPainterPath()
             started = False
-            step = max(1, len(series.x) // 2000)  # at most ~2000 vertices per curve
-            for x_value, y_value in zip(series.x[::step], y[::step]):
+            step = max(1, len(xs) // 2000)  # at most ~2000 vertices per curve
+            for x_value, y_value in zip(xs[::step], ys[::step]):
                 if not np.isfinite(y_value):
                     started = False
                     continue
@@ -203,8 +234,17 @@ class PlotWidget(QWidget):
                 else:
                     path.moveTo(point)
                     started = True
-            painter.setPen(QPen(series.color, 1.5))
+            painter.setPen(pen)
             painter.drawPath(path)
+
+        for series in self.lines.values():
+            if series.smooth > 1:
+                faint = QColor(series.color)
+                faint.setAlpha(70)
+                draw_curve(series.x, self._y(series.y), QPen(faint, 1))
+                draw_curve(series.x, self._y(running_mean(series.y, series.smooth)), QPen(series.color, 2))
+            else:
+                draw_curve(series.x, self._y(series.y), QPen(series.color, 1.5))
         painter.setClipping(False)
 
         legend = [(s.name, s.color) for s in self.lines.values()] + [(h[0], h[1]) for h in self.histograms]

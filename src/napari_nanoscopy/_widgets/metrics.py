@@ -14,6 +14,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QGuiApplication, QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -68,7 +69,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_name: str, reference_name: str | None,
                    result_is_labels: bool, reference_is_labels: bool, pixel_size_nm: float | None,
                    similarity: bool, fwhm: bool, resolution: bool, min_separation_nm: float,
-                   progress=None, should_cancel=None) -> MetricsReport:
+                   normalise: bool = False, progress=None, should_cancel=None) -> MetricsReport:
     """Every metric asked for, as table rows (headless: the widget runs it in a worker)."""
     from ..analysis import decorrelation_resolution, dice, iou, ms_ssim, nrmse, psnr, ssim
     from ..analysis.fwhm import measure_spots
@@ -106,18 +107,24 @@ def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_n
         if progress is not None:
             progress(done, max(total, 1), None)
 
-    def pair_row(name: str, function, *args):
+    def pair_row(name: str, function, *args, **kwargs):
         try:
-            value = _fmt(function(*args))
+            value = _fmt(function(*args, **kwargs))
         except NanoscopyError as error:
             value = f"n/a: {error}"
-        report.rows.append([f"{name} (vs {reference_name})", value, *pad])
+        report.rows.append([name, value, *pad])
 
     if "images" in tasks:
-        pair_row("PSNR [dB]", psnr, reference, result)
-        pair_row("SSIM", ssim, reference, result)
-        pair_row("MS-SSIM", ms_ssim, reference, result)
-        pair_row("NRMSE", nrmse, reference, result)
+        first, second = reference, result
+        if normalise:
+            first, second = _normalised(reference), _normalised(result)
+        report.rows.append(["Intensities", "normalised (1–99.8 %)" if normalise else "as they are", *pad])
+        pair_row("PSNR [dB]", psnr, first, second)
+        pair_row("SSIM", ssim, first, second)
+        # 5 scales need images of 176 px or more; smaller ones get the 3-scale variant
+        scales = 5 if min(np.shape(first)[-2:]) >= 176 else 3
+        pair_row(f"MS-SSIM ({scales} scales)", ms_ssim, first, second, scales=scales)
+        pair_row("NRMSE", nrmse, first, second)
         step()
     if "masks" in tasks:
         pair_row("Dice (foreground)", dice, reference, result)
@@ -160,6 +167,17 @@ def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_n
     return report
 
 
+def _normalised(array: np.ndarray) -> np.ndarray:
+    """Each plane mapped from its 1st-99.8th percentiles to 0-1 (CSBDeep's evaluation convention),
+    so that images in different intensity units compare by structure."""
+    planes = _planes(np.asarray(array, dtype=np.float64))
+    out = np.empty_like(planes)
+    for index, plane in enumerate(planes):
+        low, high = np.percentile(plane, [1.0, 99.8])
+        out[index] = (plane - low) / (high - low) if high > low else plane - low
+    return out.reshape(np.shape(array))
+
+
 def _by_layer(images, cells: list[str]) -> list[str]:
     """Place per-image cells in the columns of the image layers ('—' for Labels layers)."""
     out, values = [], iter(cells)
@@ -187,6 +205,12 @@ class MetricsWidget(QWidget):
         self.pixel_note = note_label()
         self.similarity_box = QCheckBox("PSNR, SSIM, MS-SSIM, NRMSE / Dice (needs a reference)")
         self.similarity_box.setChecked(True)
+        self.normalise_box = QCheckBox("Normalise intensities first (percentiles 1–99.8)")
+        self.normalise_box.setChecked(True)
+        self.normalise_box.setToolTip(
+            "Compare structure, not intensity units: each image is mapped from its 1st-99.8th percentiles to 0-1 "
+            "before PSNR, SSIM, MS-SSIM and NRMSE (as CSBDeep evaluates restorations)"
+        )
         self.fwhm_box = QCheckBox("Bead FWHM (isolated spots, 2D Gaussian fits)")
         self.resolution_box = QCheckBox("Resolution by decorrelation analysis")
         self.resolution_box.setChecked(True)
@@ -204,7 +228,10 @@ class MetricsWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft)
         self.table.setWordWrap(True)
+        self.table.setMinimumHeight(190)
+        self.caption = note_label()
         self.copy_button = QPushButton("Copy table")
         self.copy_button.setToolTip("Copy the table as tab-separated text (paste into a spreadsheet)")
         self.copy_button.setEnabled(False)
@@ -219,6 +246,7 @@ class MetricsWidget(QWidget):
         form.addRow("Pixel size", self.pixel_box)
         form.addRow("", self.pixel_note)
         form.addRow(self.similarity_box)
+        form.addRow(self.normalise_box)
         form.addRow(self.fwhm_box)
         form.addRow("Min. spot distance", self.separation_box)
         form.addRow(self.resolution_box)
@@ -228,6 +256,7 @@ class MetricsWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.caption)
         layout.addWidget(self.table, 1)
         copy_row = QHBoxLayout()
         copy_row.addStretch(1)
@@ -253,7 +282,8 @@ class MetricsWidget(QWidget):
         source = (layer.metadata or {}).get("source_layer")
         if source:  # a Restore result: the reference is often the sample's target, else its input
             candidates = [l for l in self.reference_combo.layers() if l is not layer]
-            target = [l for l in candidates if (l.metadata or {}).get("role") in ("target", "truth")]
+            target = sorted((l for l in candidates if (l.metadata or {}).get("role") in ("target", "truth")),
+                            key=lambda l: l.metadata["role"] != "target")
             if target and self.reference_combo.layer() is None:
                 self.reference_combo.set_layer(target[0])
 
@@ -287,6 +317,7 @@ class MetricsWidget(QWidget):
             fwhm=self.fwhm_box.isChecked(),
             resolution=self.resolution_box.isChecked(),
             min_separation_nm=self.separation_box.value(),
+            normalise=self.normalise_box.isChecked(),
         )
 
         def work(progress, should_cancel):
@@ -318,7 +349,13 @@ class MetricsWidget(QWidget):
         self.table.clear()
         self.table.setColumnCount(len(report.columns))
         self.table.setRowCount(len(report.rows))
-        self.table.setHorizontalHeaderLabels(report.columns)
+        # short headers on screen (the copied text keeps the layer names)
+        headers = ["Metric", "result", "reference"][: len(report.columns)]
+        self.table.setHorizontalHeaderLabels(headers)
+        caption = "; ".join(f"{h}: {name}" for h, name in zip(headers[1:], report.columns[1:]))
+        if len(report.columns) > 2:
+            caption += ". PSNR, SSIM, MS-SSIM, NRMSE and Dice compare the result with the reference."
+        self.caption.setText(caption)
         for r, row in enumerate(report.rows):
             for c, text in enumerate(row):
                 item = QTableWidgetItem(text)

@@ -84,6 +84,7 @@ class RestoreWidget(QWidget):
         self.last_error: str | None = None
         self.last_result = None
         self._planes, self._running_text = 1, ""
+        self._succeeded = False
 
         self.model_combo = QComboBox()
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -345,6 +346,7 @@ class RestoreWidget(QWidget):
         def done(value):
             restorer, result = value
             self.last_result = result
+            self._succeeded = True
             try:
                 self._show_results(layer, entry, restorer, result, parameters)
             except Exception as error:  # never let a display problem escape into napari's event loop
@@ -374,6 +376,7 @@ class RestoreWidget(QWidget):
 
     def _start(self, job: Job) -> Job:
         self.job = job
+        self._succeeded = False
         self.run_button.setEnabled(False)
         self.open_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -387,7 +390,7 @@ class RestoreWidget(QWidget):
         self.open_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
+        self.progress_bar.setValue(1 if self._succeeded else 0)
 
     def _progress(self, done: int, total: int, _extra) -> None:
         self.progress_bar.setRange(0, max(total, 1))

@@ -123,6 +123,8 @@ class TrainWidget(QWidget):
         folder_row.setContentsMargins(0, 0, 0, 0)
         folder_row.addWidget(self.folder_edit, 1)
         folder_row.addWidget(browse_folder)
+        for page in (layers_page, folder_page):
+            page.setMinimumHeight(page.sizeHint().height())
         self.source_pages = QStackedWidget()
         self.source_pages.addWidget(layers_page)
         self.source_pages.addWidget(folder_page)
@@ -195,7 +197,10 @@ class TrainWidget(QWidget):
         self.resume_button.clicked.connect(lambda: self.train(resume=True))
         self.stop_button.clicked.connect(self.stop)
         self._family_changed(self.family_combo.currentText())
-        self._guess_target()
+        inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
+        if inputs:  # an opened sample: its input and target
+            self.input_combo.set_layer(inputs[0])
+        self._guess_target(prefer_sample=True)
         self.input_combo.layer_changed.connect(lambda _: self._guess_target())
 
     # -- settings ----------------------------------------------------------------------------
@@ -214,11 +219,12 @@ class TrainWidget(QWidget):
         self.batch_box.setValue(0)
         self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults['paper']}.")
 
-    def _guess_target(self) -> None:
-        """With a sample open, pick its target as the target layer."""
+    def _guess_target(self, prefer_sample: bool = False) -> None:
+        """Keep the target apart from the input; with a sample open, pick its target layer."""
         chosen = self.input_combo.layer()
+        current = self.target_combo.layer()
         targets = [l for l in self.target_combo.layers() if (l.metadata or {}).get("role") == "target" and l is not chosen]
-        if targets and (self.target_combo.layer() is chosen or self.target_combo.layer() is None):
+        if targets and (prefer_sample or current is chosen or current is None):
             self.target_combo.set_layer(targets[0])
         elif self.target_combo.layer() is chosen:
             others = [l for l in self.target_combo.layers() if l is not chosen]
@@ -362,7 +368,7 @@ class TrainWidget(QWidget):
             points = values[:]  # the worker appends concurrently
             if points:
                 steps, losses = zip(*points)
-                self.plot.set_line(key, steps, losses)
+                self.plot.set_line(key, steps, losses, smooth=max(1, len(points) // 20))
         latest = ", ".join(f"{k} {v[-1][1]:.4g}" for k, v in self.history.items() if v)
         self.status.setText(f"Step {done} / {total}: {latest}")
 

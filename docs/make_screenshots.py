@@ -1,0 +1,162 @@
+"""Capture the screenshots in docs/screenshots/ from a real napari viewer.
+
+Run it under a virtual screen whenever the widgets change::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python3 docs/make_screenshots.py
+
+It opens the bundled sample(s), runs each widget as a user would (Restore with the sample's
+model, Train for a few hundred steps, Metrics of the restored image against the target) and
+saves the whole window, dock widgets included. Models and samples are found through the
+packages and samples APIs, so new bundled models show up without editing this script.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+OUT = Path(__file__).parent / "screenshots"
+WINDOW = (1500, 920)
+TRAIN_STEPS = 120
+
+
+def wait(widget, timeout_s: float = 900.0) -> None:
+    app = QApplication.instance()
+    start = time.monotonic()
+    while widget.job is not None:
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{type(widget).__name__} did not finish within {timeout_s:.0f} s")
+    settle()
+
+
+def settle(seconds: float = 0.5) -> None:
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def save(viewer, name: str) -> Path:
+    settle()
+    path = OUT / name
+    image = viewer.window._qt_window.grab()
+    image.save(str(path))
+    print(f"wrote {path} ({image.width()}x{image.height()})")
+    return path
+
+
+def role_of(layer) -> str:
+    meta = layer.metadata or {}
+    return meta.get("nanoscopy_role") or meta.get("role") or ""
+
+
+def show_in_grid(viewer, roles: list[str]) -> None:
+    """Show the layers of these roles side by side, in this order, with their names on top."""
+    chosen = [next(l for l in viewer.layers if role_of(l) == role) for role in roles
+              if any(role_of(l) == role for l in viewer.layers)]
+    for layer in viewer.layers:
+        layer.visible = layer in chosen
+    for position, layer in enumerate(chosen):  # the grid fills in layer-list order, bottom layer first
+        viewer.layers.move(viewer.layers.index(layer), position)
+    columns = min(len(chosen), 3)
+    viewer.grid.shape = (-(-len(chosen) // columns), columns)
+    viewer.grid.enabled = True
+    viewer.text_overlay.text = "   |   ".join(layer.name for layer in chosen)
+    viewer.text_overlay.position = "top_center"
+    viewer.text_overlay.font_size = 10
+    viewer.text_overlay.visible = True
+    viewer.reset_view()
+
+
+def pick_sample() -> tuple[str, dict]:
+    """The sample whose model is bundled, preferring one with a task network (segmentation)."""
+    from napari_nanoscopy._widgets._sample_data import sample_descriptions
+    from napari_nanoscopy.packages import list_models
+
+    cards = {card.name: card for card in list_models()}
+    samples = [(key, sample) for key, sample in sample_descriptions().items() if sample.get("model") in cards]
+    if not samples:
+        raise SystemExit("No sample in samples.json has a bundled model; nothing to show.")
+    samples.sort(key=lambda item: (cards[item[1]["model"]].task is None, cards[item[1]["model"]].default_samples == 1))
+    return samples[0]
+
+
+def main() -> int:
+    from napari_nanoscopy._widgets.metrics import MetricsWidget
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy._widgets.train import TrainWidget
+
+    OUT.mkdir(exist_ok=True)
+    key, sample = pick_sample()
+    viewer = napari.Viewer(title="napari-nanoscopy")
+    viewer.window._qt_window.resize(*WINDOW)
+    viewer.open_sample("napari-nanoscopy", key)
+    settle(1.0)
+    save(viewer, "sample.png")
+
+    # Restore with the sample's model; the grid shows input, restored (and uncertainty) side by side.
+    restore = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(restore, name="Restore", area="right")
+    if restore.selected_entry().card.default_samples > 1:
+        restore.samples_box.setValue(max(restore.samples_box.value(), 8))
+    restore.run()
+    wait(restore)
+    if restore.last_error:
+        raise SystemExit(f"Restore failed: {restore.last_error}")
+    show_in_grid(viewer, ["input", "restored", "uncertainty", "segmentation", "target"])
+    save(viewer, "restore.png")
+    viewer.grid.enabled = False
+    viewer.text_overlay.visible = False
+    viewer.window.remove_dock_widget(restore)
+
+    # Metrics: restored vs the sample's target.
+    metrics = MetricsWidget(viewer)
+    viewer.window.add_dock_widget(metrics, name="Metrics", area="right")
+    restored = [l for l in viewer.layers if (l.metadata or {}).get("nanoscopy_role") == "restored"][0]
+    target = sorted((l for l in viewer.layers if (l.metadata or {}).get("role") in ("target", "truth")),
+                    key=lambda l: l.metadata["role"] != "target")[0]
+    metrics.result_combo.set_layer(restored)
+    metrics.reference_combo.set_layer(target)
+    metrics.fwhm_box.setChecked("bead" in key or "bead" in sample.get("display_name", "").lower())
+    metrics.compute()
+    wait(metrics)
+    if metrics.last_error:
+        raise SystemExit(f"Metrics failed: {metrics.last_error}")
+    show_in_grid(viewer, ["restored", target.metadata["role"]])
+    save(viewer, "metrics.png")
+    viewer.grid.enabled = False
+    viewer.text_overlay.visible = False
+    viewer.window.remove_dock_widget(metrics)
+    for layer in viewer.layers:
+        layer.visible = (layer.metadata or {}).get("role") == "input"
+
+    # Train: a short l2l run on the sample's input and target layers.
+    train = TrainWidget(viewer)
+    viewer.window.add_dock_widget(train, name="Train", area="right")
+    scratch = Path(tempfile.mkdtemp(prefix="nanoscopy-screenshots-"))
+    train.family_combo.setCurrentText("l2l")
+    train.steps_box.setValue(TRAIN_STEPS)
+    train.patch_box.setValue(64)
+    train.batch_box.setValue(2)
+    train.output_edit.setText(str(scratch / f"{key}-l2l"))
+    train.name_edit.setText(f"{key}-l2l-demo")
+    train.train()
+    wait(train)
+    if train.last_error:
+        raise SystemExit(f"Train failed: {train.last_error}")
+    save(viewer, "train.png")
+
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
