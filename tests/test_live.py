@@ -317,5 +317,56 @@ def test_cli_runs_the_simulator_and_prints_a_json_summary(live_models, tmp_path,
     assert {"sted_acquisitions", "dose_relative_to_sted_every_frame", "remodelling"} <= set(summary)
     assert summary["remodelling"]["onsets"] == [2] or summary["remodelling"]["onsets"] == []
     assert read_session(out).summary["frames"] == 2
+    assert main(["live", "--read", str(out)]) == 0
+    read_back = json.loads(capsys.readouterr().out)
+    assert read_back["frames"] == 2 and read_back["state"] == "done"
+    assert read_back["triggered_frames"] == summary["triggered_frames"]
+    assert read_back["dose_photons"] == pytest.approx(summary["dose_photons"])
+    assert read_back["dose_relative_to_sted_every_frame"] == pytest.approx(summary["dose_relative_to_sted_every_frame"])
+    assert main(["live", "--frames", "1"]) == 2 and "--out" in capsys.readouterr().err
     code = main(["live", "--adapter", "pymmcore", "--frames", "1", "--out", str(tmp_path / "hw")])
     assert code == 2 and "--arm" in capsys.readouterr().err
+
+
+CRASH_SCRIPT = """
+import sys
+from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+from napari_nanoscopy.live.simulator import SimulatorAdapter
+generator, segmenter, out = sys.argv[1:4]
+settings = LiveSettings(samples=3, patch=24, roi=48, generator=generator, segmenter=segmenter, device="cpu",
+                        flow_iterations=10)
+LivePipeline(SimulatorAdapter(50, 1, size=96, seed=4), out, settings).run(50)
+"""
+
+
+def test_a_crash_mid_session_loses_no_frame_and_leaves_a_valid_log(live_models, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from napari_nanoscopy.live import session_summary
+
+    out = tmp_path / "crashed"
+    process = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, *map(str, live_models), str(out)])
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            log = out / "decisions.jsonl"
+            if log.is_file() and log.read_text().count('"type": "decision"') >= 2:
+                break
+            assert process.poll() is None, "the session ended before it could be interrupted"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)  # no clean-up of any kind
+    finally:
+        process.wait(60)
+    session = read_session(out)
+    assert len(session.records_of("decision")) >= 2 and session.summary is None
+    files = sorted(p.name for p in (out / "frames").glob("[0-9]*.ome.tif"))
+    logged = sorted(a["file"].split("/")[-1] for a in session.acquisitions)
+    assert set(logged) <= set(files) and len(files) - len(logged) <= 1  # at most the frame being logged
+    for acquisition in session.acquisitions:
+        assert read_image(out / acquisition["file"]).data.shape == tuple(acquisition["region"][2:])
+    summary = session_summary(out)
+    assert summary["state"].startswith("interrupted") and summary["frames"] == len(session.records_of("decision"))

@@ -25,7 +25,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--policy", choices=("dice", "variability"), default="dice", help="STED trigger (default dice)")
     live.add_argument("--threshold", type=float, help="trigger threshold (default 0.5 for both policies)")
     live.add_argument("--frames", type=int, default=15, help="time points (default 15)")
-    live.add_argument("--out", required=True, help="new folder for the recorded session")
+    live.add_argument("--out", help="new folder for the recorded session")
+    live.add_argument("--read", metavar="DIR", help="print the summary of the session recorded in DIR and exit")
     live.add_argument("--resume", action="store_true", help="continue the session already in --out")
     live.add_argument("--seed", type=int, default=0, help="seed of the simulator and the Monte-Carlo samples")
     live.add_argument("--samples", type=int, default=10, help="Monte-Carlo samples per generation (default 10)")
@@ -98,7 +99,14 @@ def make_adapter(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from napari_nanoscopy.live.budget import DoseBudget
     from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+    from napari_nanoscopy.live.recorder import session_summary
 
+    if args.read:
+        json.dump(session_summary(args.read), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not args.out:
+        raise NanoscopyError("Give --out, a new folder to record the session in (or --read DIR to read one).")
     settings = LiveSettings(
         policy=args.policy, threshold=args.threshold, samples=args.samples, disparity=args.disparity,
         patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter, device=args.device,

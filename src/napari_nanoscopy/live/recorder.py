@@ -179,6 +179,34 @@ def read_session(folder) -> Session:
     return Session(folder, session, records, summary, acquisitions)
 
 
+def session_summary(folder) -> dict[str, Any]:
+    """What a recorded session did, from its log alone (also for a session that crashed)."""
+    session = read_session(folder)
+    decisions = session.records_of("decision")
+    triggered = [r["frame"] for r in decisions if r.get("sted_acquired")]
+    ends = [r["type"] for r in session.records if r.get("type") in ("fault", "stop", "budget", "resume")]
+    frame_dose = sum(r["dose_photons"] for r in session.records_of("charge") if r.get("kind") != "reference")
+    roi = session.session.get("roi")
+    sted_roi = [a["dose_photons"] for a in session.acquisitions if a["kind"] in ("reference", "sted")]
+    n = len(decisions)
+    return {
+        "session": str(session.folder),
+        "state": session.summary["state"] if session.summary else "interrupted (no summary written)",
+        "last_event": ends[-1] if ends else None,
+        "frames": n,
+        "acquisitions": len(session.acquisitions),
+        "sted_acquisitions": len(triggered),
+        "sted_fraction": len(triggered) / n if n else 0.0,
+        "triggered_frames": triggered,
+        "references": len(session.records_of("reference")) - len(triggered),
+        "faults": len(session.records_of("fault")),
+        "dose_photons": sum(r["dose_photons"] for r in session.records_of("charge")),
+        "dose_relative_to_sted_every_frame": frame_dose / (n * sted_roi[0]) if n and sted_roi else None,
+        "roi": roi,
+        "scores": [r.get("score") for r in decisions],
+    }
+
+
 def session_layers(folder) -> list[tuple]:
     """napari layer data ``(data, kwargs, type)`` of a session: confocal frames, full STED images
     (placed at their region) and the decision scores in the layers' metadata."""
