@@ -206,6 +206,21 @@ def test_distributed_on_loopback_equals_local(packages_dir, tmp_path):
                      str(packages_dir / "tagan"), "--samples", "3", "--seed", "11", "--block", "64",
                      "--device", "cpu", "--scheduler", cluster.scheduler_address]) == 0
         np.testing.assert_array_equal(np.asarray(open_ome_zarr(tmp_path / "out.zarr").array), local_mean)
+
+        # one image at a time on a remote worker (the live pipeline's GPU computer), pinned to one worker
+        from napari_nanoscopy.large import RemoteRestorer
+
+        live = load_model(packages_dir / "tagan-live")
+        frame = np.stack([make_image((128, 128)).astype(np.float32), -np.ones((128, 128), np.float32),
+                          -np.ones((128, 128), np.float32)])
+        local = Restorer(live, device="cpu").restore(frame, samples=3, seed=5, keep_samples=True)
+        worker = sorted(client.scheduler_info()["workers"])[1]
+        remote = RemoteRestorer(live, client, device="cpu", worker=worker)
+        got = remote.restore(frame, samples=3, seed=5, keep_samples=True)
+        np.testing.assert_array_equal(got.samples, local.samples)
+        np.testing.assert_array_equal(got.std, local.std)
+        assert got.provenance["remote_worker"] is True
+        remote.close()
     import napari_nanoscopy.large as large
 
     large.CONNECT_TIMEOUT = "1s"

@@ -837,3 +837,66 @@ def _restore_one(restorer, source: Path, outputs: dict[str, Path], args, schedul
                 writer.abort()
         raise
     return written
+
+
+# --- one image on a remote worker (the live pipeline's GPU computer) --------------------------
+
+
+def _remote_restore(package, image: np.ndarray, device: str, mc_mode: str, options: dict):
+    restorer = _restorer_for(package, device, mc_mode)
+    with _RESTORE_LOCKS.setdefault(id(restorer), threading.Lock()):
+        return restorer.restore(image, **options)
+
+
+class RemoteRestorer:
+    """A stand-in for :class:`~napari_nanoscopy.inference.Restorer` whose restorations run on a
+    dask.distributed worker, for example a GPU computer next to the microscope.
+
+    ``restore(image, **options)`` takes the Restorer's options and returns the same
+    :class:`~napari_nanoscopy.inference.RestorationResult`, computed by the same code on the
+    worker (the model is sent there once). ``scheduler`` is an address (``tcp://gpu-box:8786``),
+    a ``Client``, or ``"local"`` / a worker count for an embedded LocalCluster; ``worker``
+    pins the work to one worker's address. ``progress`` is called once the result is back and
+    ``should_cancel`` is polled before sending. The live pipeline can use it wherever it holds
+    a Restorer (its ``generator`` and ``segmenter``).
+    """
+
+    def __init__(self, model, scheduler, *, device: str = "auto", mc_mode: str = "dropout", worker: str | None = None):
+        from .inference import MC_MODES, Restorer
+        from .packages import ModelPackage, load_model
+
+        if mc_mode not in MC_MODES:
+            raise NanoscopyError(f"mc_mode must be one of {', '.join(MC_MODES)}, not '{mc_mode}'.")
+        package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
+        self.package, self.card = package, package.card
+        self.device, self.mc_mode, self.worker = device, mc_mode, worker
+        generator, task = package.generator, package.task_network
+        self.in_channels, self.out_channels = generator.in_channels, generator.out_channels
+        self.task_names = list(self.card.task["outputs"]) if self.card.task else []
+        self._executor = _Executor(scheduler, package)
+
+    def restore(self, image, *, progress=None, should_cancel=None, **options):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("Restoration cancelled.")
+        client = self._executor.client
+        future = client.submit(_remote_restore, self._executor.remote_package, np.asarray(image), self.device,
+                               self.mc_mode, options, pure=False, workers=[self.worker] if self.worker else None)
+        try:
+            result = future.result()
+        except NanoscopyError:
+            raise
+        except OSError as error:
+            raise NanoscopyError(f"The remote worker could not be reached ({str(error)[:200]}); check the cluster.") from None
+        result.provenance["remote_worker"] = True
+        if progress is not None:
+            progress(1, 1)
+        return result
+
+    def close(self) -> None:
+        self._executor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
