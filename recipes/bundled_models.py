@@ -98,7 +98,7 @@ RECIPES = {
         "with the segmentation as a second output; pySTED simulations at 20 nm pixels.",
     ),
     "tagan-live-factin": dict(
-        family="tagan-live", data="factin_train", test="factin_test", steps=2000, patch=64, batch=4,
+        family="tagan-live", data="factin_train", test="factin_test", steps=1500, patch=128, batch=2,
         generator_kwargs=dict(in_channels=3, **_TAGAN_SMALL), discriminator_kwargs=_PATCH_D_SMALL,
         task={"pretrained": "unet-live-factin"}, loss={"task_weight": 10.0}, after=["unet-live-factin"],
         segmenter="unet-live-factin",

@@ -37,7 +37,7 @@ def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     return {
         kind: simulate_dataset(kind, n=n, size=64, seed=3, out_dir=root / kind)
-        for kind, n in (("nanodomains", 4), ("beads", 2), ("factin", 2), ("twolabel", 2))
+        for kind, n in (("nanodomains", 8), ("beads", 2), ("factin", 2), ("twolabel", 2))
     }
 
 
@@ -86,7 +86,7 @@ def test_nanodomain_evaluation_scores_sted_above_confocal(datasets, packages_dir
     evaluation = evaluate(packages_dir / "tagan", datasets["nanodomains"], baselines={"other": packages_dir / "tagan"})
     rows = evaluation.rows
     assert list(rows) == ["input", "test-tagan", "Richardson-Lucy", "other", "STED (target)"]
-    assert evaluation.n_images == 4 and evaluation.kind == "nanodomains"
+    assert evaluation.n_images == 8 and evaluation.kind == "nanodomains"
     for row in rows.values():
         assert 0 <= row["F1 (3 px)"] <= 1 and np.isfinite(row["PSNR vs target (dB)"])
     assert rows["STED (target)"]["F1 (3 px)"] > rows["input"]["F1 (3 px)"] + 0.3
