@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="dataset folder with input/ target/ (task/ truth/) and dataset.json")
     evaluate.add_argument("--baseline", action="append", default=[], metavar="NAME=MODEL",
                           help="another model to compare, as a table row called NAME (repeatable)")
-    evaluate.add_argument("--samples", "-n", type=int, default=1, help="Monte-Carlo samples averaged per image (default 1)")
+    evaluate.add_argument("--samples", "-n", type=int, help="Monte-Carlo samples averaged per image (default: the model's)")
     evaluate.add_argument("--limit", type=int, help="use only the first LIMIT images")
     evaluate.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
