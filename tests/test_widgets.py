@@ -433,3 +433,42 @@ def test_metrics_dice_of_labels_and_mismatch_notification(make_napari_viewer, qt
     wait_idle(qtbot, widget)
     assert "Labels layer and the other an image" in widget.last_error
     assert any("Labels layer" in str(n.message) for n in notifications)
+
+
+def test_metrics_of_the_displayed_plane_of_a_stack(make_napari_viewer, qtbot):
+    from napari_nanoscopy._widgets.metrics import MetricsWidget
+
+    viewer = make_napari_viewer()
+    truth = np.zeros((2, 64, 64), dtype=np.uint8)
+    truth[:, 10:30, 10:30] = 1
+    guess = truth.copy()
+    guess[1, 10:30, 20:40] = 1
+    guess[1, 10:30, 10:20] = 0  # plane 1: half overlap; plane 0: identical
+    viewer.add_labels(truth, name="truth")
+    viewer.add_labels(guess, name="guess")
+    widget = MetricsWidget(viewer)
+    widget.resolution_box.setChecked(False)
+    widget.result_combo.set_layer(viewer.layers["guess"])
+    widget.reference_combo.set_layer(viewer.layers["truth"])
+    widget.compute()
+    wait_idle(qtbot, widget)
+    assert float({r[0]: r[1] for r in widget.report.rows}["Dice (foreground)"]) == pytest.approx(0.75)
+    widget.scope_combo.setCurrentIndex(1)
+    viewer.dims.set_current_step(0, 1)
+    widget.compute()
+    wait_idle(qtbot, widget)
+    assert float({r[0]: r[1] for r in widget.report.rows}["Dice (foreground)"]) == pytest.approx(0.5)
+
+
+def test_removed_widgets_stop_listening_to_the_viewer(make_napari_viewer, qtbot):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore")
+    viewer.window.remove_dock_widget(widget)
+    widget.deleteLater()
+    qtbot.wait(50)
+    viewer.add_image(np.zeros((64, 64)), name="after")  # must not raise from a deleted combo box
+    viewer.layers["after"].name = "renamed"
+    assert [layer.name for layer in viewer.layers] == ["renamed"]

@@ -83,8 +83,9 @@ class LayerCombo(QComboBox):
         self.setMinimumContentsLength(14)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved, events.changed):
-            event.connect(self.refresh)
+        self._emitters = [events.inserted, events.removed, events.moved, events.changed]
+        for emitter in self._emitters:
+            emitter.connect(self.refresh)
         viewer.layers.events.inserted.connect(self._watch_names)
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)
@@ -95,7 +96,20 @@ class LayerCombo(QComboBox):
         if event is not None and getattr(event, "value", None) is not None:
             event.value.events.name.connect(self.refresh)
 
+    def _disconnect(self) -> None:
+        for emitter in self._emitters:
+            emitter.disconnect(self.refresh)
+        self.viewer.layers.events.inserted.disconnect(self._watch_names)
+        for layer in self.viewer.layers:
+            layer.events.name.disconnect(self.refresh)
+
     def refresh(self, event=None) -> None:
+        try:
+            self._refresh()
+        except RuntimeError:  # the Qt side was deleted (the dock widget was removed): stop listening
+            self._disconnect()
+
+    def _refresh(self) -> None:
         current = self.layer()
         layers = [layer for layer in reversed(list(self.viewer.layers)) if self.accept(layer)]
         self.blockSignals(True)

@@ -226,8 +226,7 @@ class MetricsWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft)
         self.table.setWordWrap(True)
         self.table.setMinimumHeight(190)
@@ -236,7 +235,8 @@ class MetricsWidget(QWidget):
         self.copy_button.setToolTip("Copy the table as tab-separated text (paste into a spreadsheet)")
         self.copy_button.setEnabled(False)
         self.histogram = PlotWidget("Bead FWHM", "FWHM [nm]", "beads")
-        self.histogram.empty_text = "Tick Bead FWHM and Compute"
+        self.histogram.empty_text = "No isolated spots found"
+        self.histogram.setVisible(False)  # shown once bead FWHM have been measured
         self.status = note_label()
 
         form = QFormLayout()
@@ -361,6 +361,10 @@ class MetricsWidget(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(r, c, item)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for column in range(1, len(report.columns)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
         self.table.resizeRowsToContents()
         self.copy_button.setEnabled(True)
         self.histogram.clear()
@@ -374,8 +378,7 @@ class MetricsWidget(QWidget):
                 if len(values):
                     self.histogram.set_histogram(f"{name} (n={len(values)})", values, edges)
                     self.histogram.add_marker(float(np.median(values)), "median")
-        elif report.fwhm_nm:
-            self.histogram.empty_text = "No isolated spots found"
+        self.histogram.setVisible(bool(report.fwhm_nm))
         self.status.setText("Select cells and press Ctrl+C, or Copy table, to paste them into a spreadsheet.")
 
     def copy(self, selection: bool = False) -> str:
