@@ -370,3 +370,13 @@ def test_a_crash_mid_session_loses_no_frame_and_leaves_a_valid_log(live_models, 
         assert read_image(out / acquisition["file"]).data.shape == tuple(acquisition["region"][2:])
     summary = session_summary(out)
     assert summary["state"].startswith("interrupted") and summary["frames"] == len(session.records_of("decision"))
+
+    # resuming never overwrites a frame, logged or not
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "frames").glob("[0-9]*.ome.tif")}
+    pipeline = LivePipeline(simulator(frames=50), out, settings(live_models), resume=True)
+    assert pipeline.next_frame == len(session.records_of("decision"))
+    resumed = pipeline.run(pipeline.next_frame + 1)  # one more frame and the final reference
+    pipeline.close()
+    assert resumed["state"] == "done"
+    for name, mtime in before.items():
+        assert (out / "frames" / name).stat().st_mtime_ns == mtime

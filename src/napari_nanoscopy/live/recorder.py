@@ -78,8 +78,10 @@ class Recorder:
         if resume:
             if not log.is_file():
                 raise NanoscopyError(f"{self.folder} holds no live session to resume (no {LOG_FILE}); start a new one.")
-            self._next_index = 1 + max((r.get("index", -1) for r in _read_log(log) if r.get("type") == "acquisition"),
-                                       default=-1)
+            logged = [r.get("index", -1) for r in _read_log(log) if r.get("type") == "acquisition"]
+            # a frame written just before a crash may have no log record yet: never overwrite it
+            on_disk = [int(p.name.split("_")[0]) for p in (self.folder / FRAMES_DIR).glob("[0-9]*_*.ome.tif")]
+            self._next_index = 1 + max(logged + on_disk, default=-1)
         else:
             if self.folder.exists() and any(self.folder.iterdir()):
                 raise NanoscopyError(
