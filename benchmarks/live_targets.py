@@ -55,13 +55,18 @@ def main() -> None:
     parser.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow")
     parser.add_argument("--policies", default="dice,variability")
     parser.add_argument("--threshold", type=float, help="trigger threshold for every policy (default 0.5)")
-    parser.add_argument("--no-controls", action="store_true", help="skip the unstimulated control series")
+    parser.add_argument("--controls", type=int, help="run an unstimulated control for the first N seeds only (default all)")
     parser.add_argument("--generator", default="tagan-live-factin")
     parser.add_argument("--segmenter", default="unet-live-factin")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", help="keep the recorded sessions in this folder")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--summarise", metavar="DIR",
+                        help="only tabulate the sessions kept in DIR by earlier (possibly unfinished) runs")
     args = parser.parse_args()
+    if args.summarise:
+        summarise(Path(args.summarise))
+        return
 
     generator, segmenter = load_model(args.generator), load_model(args.segmenter)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -73,7 +78,8 @@ def main() -> None:
     for policy in policies:
         runs = {"stimulated": [], "control": []}
         for seed in seeds:
-            kinds = [("stimulated", args.stimulus)] + ([] if args.no_controls else [("control", args.frames)])
+            control = args.controls is None or seed - args.first_seed < args.controls
+            kinds = [("stimulated", args.stimulus)] + ([("control", args.frames)] if control else [])
             for kind, stimulus in kinds:
                 summary = run_series(seed, args.frames, stimulus, args, policy, generator, segmenter,
                                      root / f"{policy}-{kind}-{seed}")
@@ -117,6 +123,34 @@ def main() -> None:
         detected = "–" if r["detected_within_one_frame"] is None else f"{r['detected_within_one_frame']:.0%}"
         print(f"| {policy} | {r['sted_fraction_stimulated']:.1%} | {control} | {detected} | "
               f"{r['sted_per_sequence']:.2f} | {r['dose_relative_to_sted_every_frame']:.1%} |")
+
+
+def summarise(root: Path) -> None:
+    """Tabulate finished sessions named POLICY-KIND-SEED in ``root`` (unfinished ones are skipped)."""
+    from napari_nanoscopy.live.recorder import read_session
+
+    table: dict[str, dict[str, list]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        policy, kind, _ = folder.name.rsplit("-", 2)
+        try:
+            session = read_session(folder)
+        except Exception:  # noqa: BLE001 - a run that had not started writing
+            continue
+        if not session.summary or session.summary.get("state") != "done":
+            continue
+        table.setdefault(policy, {"stimulated": [], "control": []})[kind].append(session.summary)
+    print("| policy | series (stimulated / control) | STED / frames (stimulated) | STED / frames (control) "
+          "| onsets detected within 1 frame | dose vs STED every frame |")
+    print("|---|---|---|---|---|---|")
+    for policy, runs in table.items():
+        stimulated, controls = runs["stimulated"], runs["control"]
+        onsets = sum(len(s["remodelling"]["onsets"]) for s in stimulated)
+        detected = sum(len(s["remodelling"]["detected"]) for s in stimulated)
+        fraction = statistics.mean(s["sted_fraction"] for s in stimulated) if stimulated else float("nan")
+        control = statistics.mean(s["sted_fraction"] for s in controls) if controls else float("nan")
+        dose = statistics.mean(s["dose_relative_to_sted_every_frame"] for s in stimulated) if stimulated else float("nan")
+        print(f"| {policy} | {len(stimulated)} / {len(controls)} | {fraction:.1%} | {control:.1%} | "
+              f"{detected}/{onsets} | {dose:.1%} |")
 
 
 if __name__ == "__main__":
