@@ -198,6 +198,9 @@ def test_a_window_budget_counts_only_recent_sted_frames():
     budget.charge("sted", 1.0, 0)
     assert budget.refusal("sted", 1.0, 1) is not None
     assert budget.refusal("sted", 1.0, 2) is None  # frame 0 left the window
+    windowed = DoseBudget(max_dose_photons=10.0, window_frames=3)
+    windowed.charge("confocal", 8.0, 0)
+    assert windowed.refusal("patch", 5.0, 2) is not None and windowed.refusal("patch", 5.0, 3) is None
     budget = DoseBudget(max_dose_photons=10.0)
     budget.charge("confocal", 6.0, 0)
     with pytest.raises(NanoscopyError, match="refused"):

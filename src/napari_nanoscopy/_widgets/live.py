@@ -279,6 +279,9 @@ class LiveWidget(QWidget):
         _set_image(self.viewer, "live confocal", result.confocal, scale, (0.0, 0.0), "gray")
         _set_image(self.viewer, "live synthetic STED", result.synthetic, scale, (0.0, 0.0), "magma")
         _set_image(self.viewer, "live disparity", result.disparity, scale, (0.0, 0.0), "viridis")
+        high = result.decision.maps.get("high_variability")
+        if high is not None:
+            _set_image(self.viewer, "live variability", high.astype(np.float32), scale, roi_translate, "inferno")
         if result.segmentation is not None:
             _set_labels(self.viewer, "live segmentation", result.segmentation.astype(np.uint8), scale, roi_translate)
         if result.sted is not None:

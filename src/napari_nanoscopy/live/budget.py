@@ -22,8 +22,8 @@ class BudgetExceeded(NanoscopyError):
 
 @dataclass
 class DoseBudget:
-    """``max_sted_frames`` full STED images in any ``window_frames`` consecutive frames (None:
-    the whole session) and ``max_dose_photons`` photons in all (None: no cap)."""
+    """At most ``max_sted_frames`` full STED images and ``max_dose_photons`` photons in any
+    ``window_frames`` consecutive frames (None: in the whole session); None: no cap."""
 
     max_sted_frames: int | None = None
     window_frames: int | None = None
@@ -40,7 +40,14 @@ class DoseBudget:
 
     @property
     def dose_photons(self) -> float:
+        """Photons charged in the whole session."""
         return float(sum(charge["dose_photons"] for charge in self.charges))
+
+    def dose_in_window(self, frame: int | None = None) -> float:
+        """Photons charged in the window ending at ``frame`` (None, or no window: all)."""
+        if frame is None or self.window_frames is None:
+            return self.dose_photons
+        return float(sum(c["dose_photons"] for c in self.charges if frame - self.window_frames < c["frame"] <= frame))
 
     def sted_frames(self, frame: int | None = None) -> int:
         """Full STED images charged in the window ending at ``frame`` (None: all)."""
@@ -56,8 +63,10 @@ class DoseBudget:
         if kind == "sted" and self.max_sted_frames is not None and self.sted_frames(frame) + 1 > self.max_sted_frames:
             window = f"in {self.window_frames} frames" if self.window_frames else "in this session"
             return f"the budget allows {self.max_sted_frames} full STED image(s) {window}"
-        if self.max_dose_photons is not None and self.dose_photons + dose_photons > self.max_dose_photons:
-            return (f"the budget allows {self.max_dose_photons:.4g} photons and {self.dose_photons:.4g} are spent; "
+        spent = self.dose_in_window(frame)
+        if self.max_dose_photons is not None and spent + dose_photons > self.max_dose_photons:
+            window = f"in {self.window_frames} frames" if self.window_frames else "in this session"
+            return (f"the budget allows {self.max_dose_photons:.4g} photons {window} and {spent:.4g} are spent; "
                     f"this acquisition needs {dose_photons:.4g}")
         return None
 

@@ -39,7 +39,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     live.add_argument("--max-sted", type=int, help="most full STED images (references included) per --window")
     live.add_argument("--window", type=int, help="frames of the --max-sted window (default: the whole session)")
-    live.add_argument("--max-dose", type=float, help="most photons sent into the sample in the whole session")
+    live.add_argument("--max-dose", type=float, help="most photons sent into the sample per --window")
     live.add_argument("--keep-extras", action="store_true", help="also keep MC samples, disparity and segmentations")
     live.add_argument("--no-references", action="store_true", help="skip the initial and final reference STED")
     sim = live.add_argument_group("simulator")
