@@ -100,12 +100,14 @@ def main() -> None:
     parser.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow")
     parser.add_argument("--policy", choices=("dice", "variability"), default="dice")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--generator", default="tagan-live-factin", help="with --models bundled: name, folder or .zip")
+    parser.add_argument("--segmenter", default="unet-live-factin", help="with --models bundled: name, folder or .zip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     if args.models == "bundled":
         try:
-            generator, segmenter = load_model("tagan-live-factin"), load_model("unet-live-factin")
+            generator, segmenter = load_model(args.generator), load_model(args.segmenter)
         except Exception as error:  # noqa: BLE001 - fall back and say so
             print(f"(bundled live models not available: {error}; using random bundled-size networks)")
             args.models = "bundled-size"
