@@ -22,6 +22,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 # name -> simulate_dataset arguments (kind, n, size, seed): training sets use seed 0, held-out sets seed 1.
@@ -53,7 +55,7 @@ RECIPES = {
         family="tagan", data="nano_train", test="nano_test", steps=3000, patch=64, batch=4,
         generator_kwargs=_TAGAN_SMALL, discriminator_kwargs=_PATCH_D_SMALL,
         task={"network": "resnet6", "kwargs": dict(ngf=16, n_blocks=3), "invert": True, "outputs": ["nanodomains"]},
-        loss={"task_weight": 100.0},
+        loss={"task_weight": 100.0}, threshold_distance_px=2.0,
         baselines={"pix2pix": "pix2pix-nanodomains"},
         description="TA-GAN (nanodomain localisation task): confocal -> STED of synaptic nanodomains in "
         "dendritic spines, trained on pySTED simulations at 20 nm pixels; 10 MC-dropout samples by default.",
@@ -93,9 +95,15 @@ RECIPES = {
         family="tagan", data="factin_train", test="factin_test", steps=2000, patch=64, batch=4,
         generator_kwargs=_TAGAN_SMALL, discriminator_kwargs=_PATCH_D_SMALL,
         task={"network": "resnet6", "kwargs": dict(ngf=16, n_blocks=3), "outputs": ["rings", "fibres"]},
-        loss={"task_weight": 10.0}, segmenter="unet-live-factin",
+        loss={"task_weight": 10.0}, segmenter="unet-live-factin", baselines={"pix2pix": "pix2pix-factin"},
         description="TA-GAN (F-actin rings and fibres segmentation task): confocal -> STED of dendritic F-actin, "
         "with the segmentation as a second output; pySTED simulations at 20 nm pixels.",
+    ),
+    "pix2pix-factin": dict(
+        family="pix2pix", data="factin_train", test="factin_test", steps=2000, patch=64, batch=4,
+        generator_kwargs=_TAGAN_SMALL, discriminator_kwargs=_PATCH_D_SMALL, segmenter="unet-live-factin",
+        description="pix2pix baseline for tagan-factin: the same generator and discriminator trained with a pixel "
+        "MSE instead of the rings/fibres segmentation task (pySTED dendritic F-actin, 20 nm pixels).",
     ),
     "tagan-live-factin": dict(
         family="tagan-live", data="factin_train", test="factin_test", steps=1500, patch=128, batch=2,
@@ -119,6 +127,43 @@ def simulate(name: str, work: Path) -> Path:
     kind, n, size, seed = DATASETS[name]
     print(f"simulating {name}: {n} x {kind} {size} px, seed {seed}", flush=True)
     return simulate_dataset(kind, n=n, size=size, seed=seed, out_dir=out)
+
+
+def store_half_precision(package: Path) -> None:
+    """Store the floating-point weights as float16 (half the size; they load into float32
+    networks, and the evaluation below runs on exactly these weights)."""
+    from safetensors.torch import load_file, save_file
+
+    from napari_nanoscopy.packages import WEIGHTS_FILE, load_model, sha256_of
+
+    weights = package / WEIGHTS_FILE
+    tensors = load_file(str(weights))
+    if all(not t.is_floating_point() or t.dtype == torch.float16 for t in tensors.values()):
+        return
+    save_file({k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}, str(weights))
+    card_path = package / "model.json"
+    card = json.loads(card_path.read_text())
+    card["weights"]["sha256"] = sha256_of(weights)
+    card["training"]["weights_storage"] = "float16"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    load_model(package)  # still a valid package
+
+
+def set_localisation_threshold(package: Path, distance_px: float) -> None:
+    """Binarise a TA-GAN localisation map (cube root of the distance to the nearest nanodomain,
+    scaled to the tanh range) at ``distance_px`` from a predicted centre, so that the
+    segmentation marks the nanodomains rather than half the spine (training's default threshold
+    for a continuous map is the middle of its range)."""
+    card_path = package / "model.json"
+    card = json.loads(card_path.read_text())
+    scaling = card["task"]["target_normalization"]
+    low, high = scaling["range"]  # raw min -> low, raw max -> high (inverted: 1, -1)
+    fraction = (distance_px ** (1 / 3) - scaling["min"]) / (scaling["max"] - scaling["min"])
+    card["task"]["thresholds"] = [round(low + fraction * (high - low), 4)]
+    card["task"]["threshold_method"] = (
+        f"a distance of {distance_px:g} px ({distance_px * 20:g} nm) from a nanodomain centre on the localisation map"
+    )
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def make(name: str, work: Path, device: str, install: bool, made: set[str], evaluate_it: bool = True) -> Path:
@@ -149,6 +194,9 @@ def make(name: str, work: Path, device: str, install: bool, made: set[str], eval
         train(recipe["family"], data, package, steps=recipe["steps"], patch=recipe["patch"], batch=recipe["batch"],
               device=device, seed=0, resume=(package.parent / f"{package.name}.checkpoint").exists(),
               task=task or None, name=name, description=recipe["description"], callback=report, **kwargs)
+    store_half_precision(package)
+    if "threshold_distance_px" in recipe:
+        set_localisation_threshold(package, recipe["threshold_distance_px"])
     if not evaluate_it:
         return package
     baselines = {row: str(make(model, work, device, install, made, evaluate_it=False))

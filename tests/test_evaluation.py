@@ -87,10 +87,10 @@ def test_nanodomain_evaluation_scores_sted_above_confocal(datasets, packages_dir
     rows = evaluation.rows
     assert list(rows) == ["input", "test-tagan", "Richardson-Lucy", "other", "STED (target)"]
     assert evaluation.n_images == 8 and evaluation.kind == "nanodomains"
-    for row in rows.values():
-        assert 0 <= row["F1 (3 px)"] <= 1 and np.isfinite(row["PSNR vs target (dB)"])
+    for name, row in rows.items():
+        assert 0 <= row["F1 (3 px)"] <= 1
+        assert np.isfinite(row["PSNR vs target (dB)"]) if name != "STED (target)" else "PSNR vs target (dB)" not in row
     assert rows["STED (target)"]["F1 (3 px)"] > rows["input"]["F1 (3 px)"] + 0.3
-    assert rows["STED (target)"]["PSNR vs target (dB)"] > 100  # the reference itself
     assert rows["other"] == rows["test-tagan"]  # the same model, the same seeds
     table = evaluation.table()
     assert "| STED (target) |" in table and "F1 (3 px)" in table

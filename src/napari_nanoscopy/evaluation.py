@@ -268,6 +268,7 @@ def evaluate(
     images: dict[str, list[np.ndarray]] = {}
     segmentations: dict[str, list[np.ndarray]] = {}
     task_maps: dict[str, list[np.ndarray]] = {}
+    target_row = "STED (target)" if kind != "twolabel" else "better label (target)"
     for index, item in enumerate(items):
         source, channel_axis = item.target if segmentation_only else item.input, None
         if card.family == "tagan-live":
@@ -286,7 +287,7 @@ def evaluate(
             rows[name] = other_result.mean
             if other_result.segmentation is not None:
                 segmentations.setdefault(name, []).append(other_result.segmentation)
-        rows["STED (target)" if kind != "twolabel" else "better label (target)"] = item.target
+        rows[target_row] = item.target
         for name, image in rows.items():
             images.setdefault(name, []).append(image)
             if segmenting is not None:
@@ -299,7 +300,7 @@ def evaluate(
     targets = [percentile_scaled(item.target) for item in items]
     for name, stack in images.items():
         row = {}
-        if not segmentation_only:
+        if not segmentation_only and name != target_row:  # the target is the reference itself
             fitted = [fit_to_reference(t, im) for t, im in zip(targets, stack)]
             row["PSNR vs target (dB)"] = float(np.mean([psnr(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
             row["SSIM vs target"] = float(np.mean([ssim(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
