@@ -15,6 +15,7 @@ from napari_nanoscopy.simulation import STANDARD_CONDITIONS
 
 EXPECTED = [
     "l2l-twolabel",
+    "pix2pix-factin",
     "pix2pix-nanodomains",
     "tagan-factin",
     "tagan-live-factin",
