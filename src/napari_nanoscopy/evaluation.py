@@ -305,7 +305,8 @@ def evaluate(
             row["PSNR vs target (dB)"] = float(np.mean([psnr(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
             row["SSIM vs target"] = float(np.mean([ssim(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
         evaluation.rows[name] = row
-    _task_metrics(evaluation, kind, items, {**images, **task_maps}, segmentations, card, pixel_size, psf)
+    named = card if card.task else (segmenting.card if segmenting is not None else card)
+    _task_metrics(evaluation, kind, items, {**images, **task_maps}, segmentations, named, pixel_size, psf)
     return evaluation
 
 
