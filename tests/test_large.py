@@ -229,3 +229,38 @@ def test_distributed_on_loopback_equals_local(packages_dir, tmp_path):
             restore_chunked(package, image, block=64, scheduler="tcp://127.0.0.1:1")
     finally:
         large.CONNECT_TIMEOUT = "10s"
+
+
+def test_live_pipeline_inference_on_a_remote_worker(tmp_path, tmp_path_factory):
+    """The live loop with its generator and segmenter on a loopback dask worker: same frames as local."""
+    distributed = pytest.importorskip("distributed")
+    import test_live
+
+    from napari_nanoscopy.large import use_remote_workers
+    from napari_nanoscopy.live.pipeline import LivePipeline
+
+    models = test_live.live_models.__wrapped__(tmp_path_factory)
+
+    def run(remote):
+        seen = []
+        pipeline = LivePipeline(test_live.simulator(frames=2), tmp_path / ("remote" if remote else "local"),
+                                test_live.settings(models), on_frame=seen.append)
+        handle = use_remote_workers(pipeline, remote, device="cpu") if remote is not None else None
+        try:
+            pipeline.run(2)
+        finally:
+            pipeline.close()
+            if handle is not None:
+                handle.close()
+        return seen
+
+    local = run(None)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  protocol="tcp://", host="127.0.0.1") as cluster:
+        remote = run(cluster.scheduler_address)
+    assert len(local) == len(remote) == 2
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(a.synthetic, b.synthetic)
+        np.testing.assert_array_equal(a.disparity, b.disparity)
+        np.testing.assert_array_equal(a.segmentation, b.segmentation)
+        assert a.decision.to_dict() == b.decision.to_dict() and a.patch == b.patch

@@ -203,6 +203,7 @@ def plan_blocks(height: int, width: int, block: int, margin: int) -> list[tuple[
 # --- the work of one block (runs here or on a dask worker) ------------------------------------
 
 _RESTORERS: dict[tuple, Any] = {}
+_RESTORER_CACHE = 4  # models kept ready per process
 _RESTORERS_LOCK = threading.Lock()
 
 
@@ -214,6 +215,8 @@ def _restorer_for(package, device: str, mc_mode: str):
            str(device), mc_mode)
     with _RESTORERS_LOCK:
         if key not in _RESTORERS:
+            while len(_RESTORERS) >= _RESTORER_CACHE:
+                _RESTORERS.pop(next(iter(_RESTORERS)))  # the oldest
             _RESTORERS[key] = Restorer(package, device=device, mc_mode=mc_mode)
         return _RESTORERS[key]
 
@@ -322,7 +325,7 @@ class _Executor:
                 ) from None
             self.owns_client = True
         # one copy of the model per worker, not one per block
-        self.remote_package = self.client.scatter(package, broadcast=True)
+        self.remote_package = None if package is None else self.client.scatter(package, broadcast=True)
 
     @property
     def workers(self) -> int:
@@ -416,7 +419,7 @@ def restore_chunked(
         raise NanoscopyError(
             f"The image has {pixel_size_nm:g} nm pixels but the model '{card.name}' works at {card.pixel_size_nm:g} nm; "
             "chunked restoration does not resample. Resample the image to the model's pixel size first, or "
-            "restore it in memory (a TIFF input), which resamples automatically."
+            "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers), which resamples."
         )
     shape = tuple(int(n) for n in source.shape)
     multi = base.in_channels > 1
@@ -900,3 +903,47 @@ class RemoteRestorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class RemoteInference:
+    """The handle :func:`use_remote_workers` returns; ``close()`` disconnects (and stops an embedded cluster)."""
+
+    def __init__(self, executor: _Executor, restorers: list[RemoteRestorer]):
+        self._executor, self.restorers = executor, restorers
+
+    def close(self) -> None:
+        self._executor.close()
+
+
+def use_remote_workers(pipeline, scheduler, *, device: str = "auto", worker: str | None = None) -> RemoteInference:
+    """Run a live pipeline's model inference on a dask.distributed worker.
+
+    ``pipeline`` is a :class:`napari_nanoscopy.live.pipeline.LivePipeline`; its generator and
+    segmenter Restorers are replaced by :class:`RemoteRestorer` s on ``scheduler`` (pinned to
+    ``worker`` if given), so every frame's Monte-Carlo samples and segmentations are computed
+    there (a GPU computer next to the microscope) while acquisition, decisions and recording stay
+    here. Results are the same as local inference with the same seeds.
+    """
+    executor = _Executor(scheduler, None)
+    restorers = []
+    for name in ("generator", "segmenter"):
+        local = getattr(pipeline, name)
+        remote = RemoteRestorer.__new__(RemoteRestorer)
+        remote.package, remote.card = local.package, local.card
+        remote.device, remote.mc_mode, remote.worker = device, local.mc_mode, worker
+        remote.in_channels, remote.out_channels, remote.task_names = local.in_channels, local.out_channels, local.task_names
+        remote._executor = _SharedExecutor(executor, local.package)
+        setattr(pipeline, name, remote)
+        restorers.append(remote)
+    return RemoteInference(executor, restorers)
+
+
+class _SharedExecutor:
+    """One client, one model scattered to the workers."""
+
+    def __init__(self, executor: _Executor, package):
+        self.client = executor.client
+        self.remote_package = self.client.scatter(package, broadcast=True)
+
+    def close(self) -> None:
+        pass
