@@ -4,8 +4,8 @@
 
 writes ``src/napari_nanoscopy/sample_data/<key>_*.tif`` and the key's entry in
 ``sample_data/samples.json`` (layers, roles, model, pixel size). Every sample uses seed 7,
-which no training or held-out set uses (they use seeds 0 and 1). The twolabel sample comes
-from recipes/l2l-twolabel.sh (simulation seed 7, 128 px).
+which no training or held-out set uses (they use seeds 0 and 1), drawn as
+``napari-nanoscopy simulate KIND --n 1 --seed 7`` draws its one image.
 """
 
 from __future__ import annotations
@@ -19,11 +19,16 @@ import numpy as np
 
 from napari_nanoscopy.io import write_image
 from napari_nanoscopy.simulation import PIXEL_SIZE_NM, simulate_sample
+from napari_nanoscopy.simulation.dataset import _sample_seed
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "napari_nanoscopy" / "sample_data"
 SEED = 7
 
 SAMPLES = {
+    "twolabel": dict(
+        kind="twolabel", size=128, model="l2l-twolabel",
+        display_name="Two labels of one filament network (label2label)",
+    ),
     "nanodomains": dict(
         kind="nanodomains", size=128, model="tagan-nanodomains",
         display_name="Synaptic nanodomains in a dendritic spine (TA-GAN)",
@@ -45,7 +50,7 @@ SAMPLES = {
 
 def make(key: str) -> dict:
     spec = SAMPLES[key]
-    sample = simulate_sample(spec["kind"], size=spec["size"], seed=SEED)
+    sample = simulate_sample(spec["kind"], size=spec["size"], seed=_sample_seed(SEED, 0))
     layers = []
 
     def put(suffix, image, name, role, **extra):
@@ -53,8 +58,12 @@ def make(key: str) -> dict:
         write_image(SAMPLE_DIR / file, image, pixel_size_nm=PIXEL_SIZE_NM, axes="YX")
         layers.append({"file": file, "name": name, "role": role, **extra})
 
-    put("confocal", sample.input.astype(np.float32), "confocal (input)", "input")
-    put("sted", sample.target.astype(np.float32), "STED (target)", "target")
+    if spec["kind"] == "twolabel":
+        put("weak_label", sample.input.astype(np.float32), "weak label (input)", "input")
+        put("better_label", sample.target.astype(np.float32), "better label (target)", "target")
+    else:
+        put("confocal", sample.input.astype(np.float32), "confocal (input)", "input")
+        put("sted", sample.target.astype(np.float32), "STED (target)", "target")
     put("structure", sample.truth.astype(np.float32), "structure (ground truth)", "truth")
     if spec["kind"] == "factin":
         rings, fibres = sample.task > 0
@@ -67,7 +76,7 @@ def make(key: str) -> dict:
         "simulation": {"kind": spec["kind"], "size": spec["size"], "seed": SEED},
         "layers": layers,
     }
-    if sample.positions is not None:
+    if sample.positions is not None and spec["kind"] == "nanodomains":
         entry["positions_px"] = np.asarray(sample.positions).round(2).tolist()
     return entry
 

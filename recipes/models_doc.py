@@ -103,6 +103,13 @@ NOTES: dict[str, str] = {
 }
 
 
+def describe(dataset: str | None) -> str:
+    if dataset not in DATASETS:
+        return str(dataset)
+    kind, n, size, seed = DATASETS[dataset]
+    return f"`{dataset}`: {n} {kind} images of {size} px, seed {seed}"
+
+
 def section(name: str) -> str:
     package = load_model(name)
     card = package.card
@@ -117,7 +124,7 @@ def section(name: str) -> str:
         + (f", task network `{card.task_network['kind']}` {task_parameters:,}" if task_parameters else ""),
         f"package {size_mb:.1f} MB, {card.default_samples} MC sample(s) by default",
         f"training: {training.get('steps')} steps of batch {training.get('batch')} on {training.get('patch')}-px patches "
-        f"from {training.get('n_pairs')} pairs ({recipe.get('data')}: {DATASETS.get(recipe.get('data'))}), "
+        f"from {training.get('n_pairs')} pairs ({describe(recipe.get('data'))}), "
         f"{training.get('wall_time_s', 0) / 60:.0f} min on the CPU",
     ]
     if training.get("initialised_from"):
@@ -127,11 +134,12 @@ def section(name: str) -> str:
                      f"{', '.join(f'{t:g}' for t in card.task['thresholds'])} ({card.task.get('threshold_method')})")
     lines += [f"- {fact}" for fact in facts] + [""]
     for test_name, figures in card.metrics.items():
+        if not isinstance(figures, dict) or "rows" not in figures:
+            continue  # a card evaluated before recipes/bundled_models.py wrote its figures
         evaluation = Evaluation(figures["model"], figures["dataset"], figures["kind"], figures["n_images"],
                                 {row: {k: (float("nan") if v is None else v) for k, v in values.items()}
                                  for row, values in figures["rows"].items()})
-        lines += [f"Held out: `{test_name}` ({figures['n_images']} {figures['kind']} images, "
-                  f"{DATASETS.get(test_name)}).", "", evaluation.table(), ""]
+        lines += [f"Held out: {describe(test_name)}.", "", evaluation.table(), ""]
     if name in NOTES:
         lines += [NOTES[name], ""]
     return "\n".join(lines)
