@@ -22,10 +22,10 @@ from qtpy.QtWidgets import QApplication
 
 OUT = Path(__file__).parent / "screenshots"
 WINDOW = (1500, 920)
-TRAIN_STEPS = 120
+TRAIN_STEPS = 40
 
 
-def wait(widget, timeout_s: float = 900.0) -> None:
+def wait(widget, timeout_s: float = 1800.0) -> None:
     app = QApplication.instance()
     start = time.monotonic()
     while widget.job is not None:
@@ -100,7 +100,10 @@ def main() -> int:
     viewer.window._qt_window.resize(*WINDOW)
     viewer.open_sample("napari-nanoscopy", key)
     settle(1.0)
+    show_in_grid(viewer, [layer.get("role", "") for layer in sample["layers"]])
     save(viewer, "sample.png")
+    viewer.grid.enabled = False
+    viewer.text_overlay.visible = False
 
     # Restore with the sample's model; the grid shows input, restored (and uncertainty) side by side.
     restore = RestoreWidget(viewer)
