@@ -70,7 +70,7 @@ RECIPES = {
         description="label2label CARE U-Net, the first 1500 steps of l2l-twolabel (the model bundled before it).",
     ),
     "l2l-twolabel": dict(
-        family="l2l", data="twolabel_train", test="twolabel_test", steps=2000, patch=64, batch=16,
+        family="l2l", data="twolabel_train", test="twolabel_test", steps=1000, patch=64, batch=16,
         init_from="l2l-twolabel-stage1", after=["l2l-twolabel-stage1"],
         description="label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, "
         "unspecific puncta) -> the image a better label gives; pySTED two-label simulations at 20 nm pixels.",

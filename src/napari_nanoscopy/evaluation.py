@@ -24,7 +24,6 @@ Task metrics follow the dataset's kind:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,7 +360,3 @@ def _live_input(item: _Item, card, index: int) -> np.ndarray:
     mask = random_patch_mask(item.input.shape[-1], np.random.default_rng(index))
     spec = card.normalization.get("sted_patch") or card.input_normalizations()[0]
     return np.concatenate([item.input[None], sted_patch_channels(item.target, mask, spec)])
-
-
-def write_evaluation(evaluation: Evaluation, path) -> None:
-    Path(path).write_text(json.dumps(evaluation.to_dict(), indent=1) + "\n", encoding="utf-8")
