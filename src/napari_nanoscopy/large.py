@@ -714,6 +714,10 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
     if batch:
         for _, outs in jobs:
             for path in outs.values():
+                if not path.parent.parent.is_dir():
+                    raise NanoscopyError(f"The folder {path.parent.parent} does not exist; create it first.")
+                if path.parent.exists() and not path.parent.is_dir():
+                    raise NanoscopyError(f"{path.parent} is a file; several inputs need output folders.")
                 path.parent.mkdir(exist_ok=True)
     for number, (source, outs) in enumerate(jobs):
         def progress(done: int, total: int, number=number) -> None:
