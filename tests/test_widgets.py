@@ -42,7 +42,11 @@ def test_every_sample_in_samples_json_has_a_manifest_entry_and_back():
 
 def test_manifest_contributes_the_three_widgets():
     manifest = yaml.safe_load(MANIFEST.read_text())
-    assert [w["display_name"] for w in manifest["contributions"]["widgets"]] == ["Restore", "Train", "Metrics"]
+    widgets = {w["display_name"]: w["command"] for w in manifest["contributions"]["widgets"]}
+    commands = {c["id"]: c["python_name"] for c in manifest["contributions"]["commands"]}
+    for name, module in (("Restore", "restore:RestoreWidget"), ("Train", "train:TrainWidget"),
+                         ("Metrics", "metrics:MetricsWidget")):
+        assert commands[widgets[name]] == f"napari_nanoscopy._widgets.{module}"
 
 
 def test_sample_loader_sets_scale_names_and_roles():
@@ -154,6 +158,8 @@ def test_restore_task_model_gives_restored_uncertainty_and_labelled_segmentation
 
 
 def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, smooth_image):
+    from napari.utils import progress
+
     from napari_nanoscopy._widgets.restore import RestoreWidget
 
     viewer = make_napari_viewer()
@@ -164,7 +170,9 @@ def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, s
     reports = []
     job = widget.run()
     job._bridge.progressed.connect(lambda done, total, _: reports.append((done, total)))
+    assert job.bar in progress._all_instances  # napari's activity dock shows it
     wait_idle(qtbot, widget)
+    assert job.bar not in progress._all_instances and job.bar.total == reports[-1][1]
     assert widget.last_error is None
     [restored] = results(viewer)
     assert restored.data.shape == stack.shape and tuple(restored.scale) == (1.0, 20.0, 20.0)
@@ -331,6 +339,27 @@ def test_train_stop_then_resume_finishes_the_run(make_napari_viewer, qtbot, tmp_
     card = load_model(out).card
     assert card.training["resumed"] is True and card.training["steps"] == 30
     assert max(step for step, _ in next(iter(widget.history.values()))) == 30
+
+
+def test_train_from_a_folder_of_pairs(make_napari_viewer, qtbot, tmp_path, smooth_image):
+    from napari_nanoscopy._widgets.train import TrainWidget, write_layer_pairs
+    from napari_nanoscopy.packages import load_model
+
+    rng = np.random.default_rng(2)
+    noisy = smooth_image[None] + rng.normal(0, 10, (2,) + smooth_image.shape).astype(np.float32)
+    write_layer_pairs(tmp_path / "pairs", noisy, np.stack([smooth_image] * 2), None, 30.0, None)
+    widget = TrainWidget(make_napari_viewer())
+    widget.source_combo.setCurrentIndex(1)
+    widget.folder_edit.setText(str(tmp_path / "pairs"))
+    widget.steps_box.setValue(2)
+    widget.patch_box.setValue(64)
+    widget.batch_box.setValue(1)
+    widget.output_edit.setText(str(tmp_path / "from-folder.zip"))
+    widget.train()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    card = load_model(tmp_path / "from-folder.zip").card
+    assert card.training["n_pairs"] == 2 and card.pixel_size_nm == pytest.approx(30.0)
 
 
 def test_train_errors_are_notifications(make_napari_viewer, qtbot, notifications, tmp_path):
