@@ -90,6 +90,11 @@ def pick_sample() -> tuple[str, dict]:
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Capture docs/screenshots/ from a real napari viewer.")
+    parser.add_argument("--skip-train", action="store_true", help="keep the existing train.png (training is slow)")
+    args = parser.parse_args()
     from napari_nanoscopy._widgets.metrics import MetricsWidget
     from napari_nanoscopy._widgets.restore import RestoreWidget
     from napari_nanoscopy._widgets.train import TrainWidget
@@ -140,6 +145,10 @@ def main() -> int:
     viewer.window.remove_dock_widget(metrics)
     for layer in viewer.layers:
         layer.visible = (layer.metadata or {}).get("role") == "input"
+
+    if args.skip_train:
+        viewer.close()
+        return 0
 
     # Train: a short l2l run on the sample's input and target layers.
     train = TrainWidget(viewer)
