@@ -61,6 +61,21 @@ def test_sample_loader_sets_scale_names_and_roles():
         _sample_data.sample_does_not_exist
 
 
+def test_every_sample_loads_with_named_layers_at_its_pixel_size():
+    from napari_nanoscopy._widgets._sample_data import load_sample, sample_descriptions
+
+    for key, sample in sample_descriptions().items():
+        layers = load_sample(key)
+        assert [kwargs["name"] for _, kwargs, _ in layers] != [] and layers[-1][1]["metadata"]["role"] == "input"
+        for data, kwargs, layer_type in layers:
+            assert kwargs["scale"][-2:] == (sample["pixel_size_nm"],) * 2, key
+            entry = next(e for e in sample["layers"] if e["name"] == kwargs["name"])
+            if entry.get("classes"):
+                assert layer_type == "labels"
+                for value, name in entry["classes"].items():
+                    assert kwargs["features"]["class"][int(value)] == name
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 

@@ -70,6 +70,17 @@ def load_sample(key: str) -> list[tuple]:
                 kwargs["name"] = list(image.channel_names or [f"{kwargs['name']} {i}" for i in range(data.shape[image.axes.index('C')])])
         else:
             data = data.astype("int32")
+            classes = {int(k): str(v) for k, v in (entry.get("classes") or {}).items()}
+            if classes:  # class names show in the status bar, colours as in Restore's segmentation
+                from .restore import _class_colormap
+
+                top = max(max(classes), int(data.max()))
+                kwargs["features"] = {"index": list(range(top + 1)),
+                                      "class": ["background"] + [classes.get(k, f"label {k}") for k in range(1, top + 1)]}
+                kwargs["colormap"] = _class_colormap(top)
+                kwargs["metadata"]["classes"] = kwargs["features"]["class"]
+            kwargs["opacity"] = 0.6
+            kwargs["visible"] = False
         layers.append((data, kwargs, layer_type))
     # the input on top, where it is seen first
     layers.sort(key=lambda layer: layer[1]["metadata"]["role"] == "input")
