@@ -156,8 +156,11 @@ def test_foreign_packages_that_cannot_be_honoured_are_refused(exported, tmp_path
     variant(lambda d: d["weights"]["torchscript"].__setitem__("source", "https://example.org/w.pt"))
     with pytest.raises(NanoscopyError, match="offline"):
         load_model(folder)
-    variant(lambda d: d.__setitem__("format_version", "0.4.10"))
-    with pytest.raises(NanoscopyError, match="0.5"):
+    variant(lambda d: d.__setitem__("format_version", "0.3.6"))
+    with pytest.raises(NanoscopyError, match="formats 0.4 and 0.5"):
+        load_model(folder)
+    variant(lambda d: d.__setitem__("format_version", "0.4.10"))  # 0.5 fields under a 0.4 version
+    with pytest.raises(NanoscopyError, match="cannot convert"):
         load_model(folder)
     variant(lambda d: d["weights"]["torchscript"].__setitem__("sha256", "0" * 64))
     with pytest.raises(NanoscopyError, match="sha256"):
@@ -194,3 +197,36 @@ def test_cli_export_with_a_sample(packages_dir, tmp_path, smooth_image):
     assert rdf["authors"] == [{"name": "A. Person"}]
     assert test_input.shape == (1, 1, 128, 128)
     assert main(["export-bmz", str(packages_dir / "l2l"), str(out)]) == 2  # exists, no --overwrite
+
+
+def test_format_0_4_packages_are_converted_offline(exported, tmp_path):
+    """A 0.4 description (axes strings, test_inputs, named processing) runs like its 0.5 equivalent."""
+    rdf05 = _foreignise(exported, tmp_path / "v05")
+    data = yaml.safe_load(rdf05.read_text())
+    data["inputs"][0]["preprocessing"] = [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"]}}]
+    data["outputs"][0]["postprocessing"] = [{"id": "sigmoid"}]
+    rdf05.write_text(yaml.safe_dump(data, sort_keys=False))
+    folder = tmp_path / "v04"
+    shutil.copytree(tmp_path / "v05", folder)
+    script = folder / "weights_torchscript.pt"
+    rdf04 = {
+        "format_version": "0.4.10", "type": "model", "name": "foreign v04", "description": "a 0.4 package",
+        "authors": [{"name": "A. Person"}], "cite": data["cite"], "license": "CC-BY-4.0",
+        "documentation": "README.md", "covers": ["cover.png"], "timestamp": data["timestamp"], "tags": ["test"],
+        "inputs": [{"name": "input", "axes": "bcyx", "data_type": "float32", "data_range": [-1e9, 1e9],
+                    "shape": {"min": [1, 1, 100, 100], "step": [0, 0, 4, 4]},
+                    "preprocessing": [{"name": "zero_mean_unit_variance", "kwargs": {"mode": "per_sample", "axes": "yx"}}]}],
+        "outputs": [{"name": "restored", "axes": "bcyx", "data_type": "float32", "data_range": [0.0, 1.0],
+                     "shape": {"reference_tensor": "input", "scale": [1, 1, 1, 1], "offset": [0, 0, 0, 0]},
+                     "halo": [0, 0, 48, 48], "postprocessing": [{"name": "sigmoid"}]}],
+        "test_inputs": ["test_input.npy"], "test_outputs": ["test_output.npy"],
+        "weights": {"torchscript": {"source": script.name, "sha256": hashlib.sha256(script.read_bytes()).hexdigest(),
+                                    "pytorch_version": "2.13"}},
+    }
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf04, sort_keys=False))
+    old, new = load_model(folder), load_model(tmp_path / "v05")
+    assert old.card.normalization == new.card.normalization
+    assert old.generator.receptive_radius == new.generator.receptive_radius == 48
+    image = np.random.default_rng(3).normal(100, 10, (128, 132)).astype(np.float32)
+    np.testing.assert_array_equal(Restorer(old, device="cpu").restore(image).mean,
+                                  Restorer(new, device="cpu").restore(image).mean)

@@ -547,12 +547,39 @@ def _read_rdf(folder: Path, source: str) -> tuple[dict[str, Any], Path]:
     if not isinstance(rdf, dict) or rdf.get("type") != "model":
         raise NanoscopyError(f"The bioimage.io description in {source} does not describe a model (type: model).")
     version = str(rdf.get("format_version", ""))
-    if not version.startswith("0.5."):
+    if version.startswith("0.4."):
+        rdf = _updated_from_0_4(description, source)
+    elif not version.startswith("0.5."):
         raise NanoscopyError(
-            f"{source} uses bioimage.io model format {version or '(none)'}; only format 0.5 is read. Update it "
+            f"{source} uses bioimage.io model format {version or '(none)'}; formats 0.4 and 0.5 are read. Update it "
             "with 'bioimageio update-format' (bioimageio.core) first."
         )
     return rdf, folder
+
+
+def _updated_from_0_4(description: Path, source: str) -> dict[str, Any]:
+    """A format 0.4 description converted to 0.5 by bioimageio.spec's own converter (offline)."""
+    try:
+        from bioimageio.spec import dump_description, update_format
+        from bioimageio.spec.model.v0_5 import ModelDescr
+    except ImportError:
+        raise NanoscopyError(
+            f"{source} uses bioimage.io model format 0.4; reading it needs bioimageio.spec to convert it "
+            "('pip install napari-nanoscopy[bmz]'), or update it with 'bioimageio update-format' first."
+        ) from None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        updated = update_format(str(description), perform_io_checks=False)
+    if not isinstance(updated, ModelDescr):
+        raise NanoscopyError(
+            f"{source} is a bioimage.io format 0.4 description that bioimageio.spec cannot convert to 0.5 "
+            "(it is invalid); check it with 'bioimageio validate'."
+        )
+    rdf = dump_description(updated)
+    rdf["weights"] = {name: entry for name, entry in (rdf.get("weights") or {}).items() if entry}
+    return rdf
 
 
 def _local_file(folder: Path, entry: Any, source: str, what: str) -> Path:
