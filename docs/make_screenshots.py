@@ -69,7 +69,13 @@ def show_in_grid(viewer, roles: list[str]) -> None:
     columns = min(len(chosen), 3)
     viewer.grid.shape = (-(-len(chosen) // columns), columns)
     viewer.grid.enabled = True
-    viewer.text_overlay.text = "   |   ".join(layer.name for layer in chosen)
+    names = [role_of(layer) for layer in chosen]
+    rows = [names[i:i + columns] for i in range(0, len(names), columns)]
+    where = ["top", "bottom"] if len(rows) == 2 else [f"row {i + 1}" for i in range(len(rows))]
+    viewer.text_overlay.text = (
+        "   |   ".join(rows[0]) if len(rows) == 1
+        else "      ".join(f"{w}: {' | '.join(r)}" for w, r in zip(where, rows))
+    )
     viewer.text_overlay.position = "top_center"
     viewer.text_overlay.font_size = 10
     viewer.text_overlay.visible = True
@@ -85,8 +91,24 @@ def pick_sample() -> tuple[str, dict]:
     samples = [(key, sample) for key, sample in sample_descriptions().items() if sample.get("model") in cards]
     if not samples:
         raise SystemExit("No sample in samples.json has a bundled model; nothing to show.")
-    samples.sort(key=lambda item: (cards[item[1]["model"]].task is None, cards[item[1]["model"]].default_samples == 1))
+    def rank(item):
+        card = cards[item[1]["model"]]
+        return (-len((card.task or {}).get("outputs", [])), card.default_samples == 1)
+
+    samples.sort(key=rank)
     return samples[0]
+
+
+def bead_sample() -> tuple[str, dict] | None:
+    """A bead sample whose model is bundled, for the FWHM histogram."""
+    from napari_nanoscopy._widgets._sample_data import sample_descriptions
+    from napari_nanoscopy.packages import bundled_model_names
+
+    names = set(bundled_model_names())
+    for key, sample in sample_descriptions().items():
+        if "bead" in key and sample.get("model") in names:
+            return key, sample
+    return None
 
 
 def main() -> int:
@@ -113,6 +135,7 @@ def main() -> int:
     # Restore with the sample's model; the grid shows input, restored (and uncertainty) side by side.
     restore = RestoreWidget(viewer)
     viewer.window.add_dock_widget(restore, name="Restore", area="right")
+    restore.input_combo.set_layer(next(l for l in viewer.layers if role_of(l) == "input"))
     if restore.selected_entry().card.default_samples > 1:
         restore.samples_box.setValue(max(restore.samples_box.value(), 8))
     restore.run()
@@ -123,9 +146,19 @@ def main() -> int:
     save(viewer, "restore.png")
     viewer.grid.enabled = False
     viewer.text_overlay.visible = False
-    viewer.window.remove_dock_widget(restore)
 
-    # Metrics: restored vs the sample's target.
+    # Metrics: on a bead sample when there is one (bead FWHM histogram), restored vs target.
+    beads = bead_sample()
+    if beads is not None:
+        key, sample = beads
+        viewer.layers.clear()
+        viewer.open_sample("napari-nanoscopy", key)
+        restore.input_combo.set_layer(next(l for l in viewer.layers if role_of(l) == "input"))
+        restore.run()
+        wait(restore)
+        if restore.last_error:
+            raise SystemExit(f"Restore failed: {restore.last_error}")
+    viewer.window.remove_dock_widget(restore)
     metrics = MetricsWidget(viewer)
     viewer.window.add_dock_widget(metrics, name="Metrics", area="right")
     restored = [l for l in viewer.layers if (l.metadata or {}).get("nanoscopy_role") == "restored"][0]
@@ -133,7 +166,7 @@ def main() -> int:
                     key=lambda l: l.metadata["role"] != "target")[0]
     metrics.result_combo.set_layer(restored)
     metrics.reference_combo.set_layer(target)
-    metrics.fwhm_box.setChecked("bead" in key or "bead" in sample.get("display_name", "").lower())
+    metrics.fwhm_box.setChecked(beads is not None)
     metrics.compute()
     wait(metrics)
     if metrics.last_error:

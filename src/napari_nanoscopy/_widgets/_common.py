@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning

@@ -13,6 +13,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -165,6 +166,9 @@ class RestoreWidget(QWidget):
         self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
 
         self.refresh_models()
+        inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
+        if inputs:  # an opened sample: restore its input
+            self.input_combo.set_layer(inputs[0])
         self._layer_changed(self.input_combo.layer())
 
     # -- models ----------------------------------------------------------------------------
@@ -187,14 +191,17 @@ class RestoreWidget(QWidget):
         self.model_combo.clear()
         for entry in entries:
             self.model_combo.addItem(entry.label)
-            self.model_combo.setItemData(self.model_combo.count() - 1, self._tooltip(entry.card), 3)  # ToolTipRole
+            self.model_combo.setItemData(self.model_combo.count() - 1, self._tooltip(entry.card), Qt.ItemDataRole.ToolTipRole)
         if current is not None:
             self.select_model(current.source)
         self.model_combo.blockSignals(False)
         self._model_changed()
 
     def _registry_added(self, path: str) -> None:
-        self.refresh_models()
+        try:
+            self.refresh_models()
+        except RuntimeError:  # this widget's Qt side is gone
+            REGISTRY.added.disconnect(self._registry_added)
 
     def _tooltip(self, card) -> str:
         return f"{card.summary()}\n\n{card.description}".strip()

@@ -13,6 +13,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -133,7 +134,7 @@ class TrainWidget(QWidget):
         self.family_combo = QComboBox()
         for family in TRAINING_FAMILIES:
             self.family_combo.addItem(family)
-            self.family_combo.setItemData(self.family_combo.count() - 1, FAMILY_NOTES.get(family, ""), 3)
+            self.family_combo.setItemData(self.family_combo.count() - 1, FAMILY_NOTES.get(family, ""), Qt.ItemDataRole.ToolTipRole)
         self.family_combo.setCurrentText("l2l")
         self.family_note = note_label()
         self.steps_box = QSpinBox()
