@@ -230,3 +230,7 @@ def test_format_0_4_packages_are_converted_offline(exported, tmp_path):
     image = np.random.default_rng(3).normal(100, 10, (128, 132)).astype(np.float32)
     np.testing.assert_array_equal(Restorer(old, device="cpu").restore(image).mean,
                                   Restorer(new, device="cpu").restore(image).mean)
+    rdf04["weights"]["torchscript"]["sha256"] = "0" * 64  # the 0.4 hashes are still checked
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf04, sort_keys=False))
+    with pytest.raises(NanoscopyError, match="sha256"):
+        load_model(folder)

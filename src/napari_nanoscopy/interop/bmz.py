@@ -548,7 +548,12 @@ def _read_rdf(folder: Path, source: str) -> tuple[dict[str, Any], Path]:
         raise NanoscopyError(f"The bioimage.io description in {source} does not describe a model (type: model).")
     version = str(rdf.get("format_version", ""))
     if version.startswith("0.4."):
+        original = rdf.get("weights") or {}
         rdf = _updated_from_0_4(description, source)
+        for name, entry in rdf["weights"].items():  # the converter drops the hashes it did not check
+            sha = (original.get(name) or {}).get("sha256") if isinstance(original.get(name), dict) else None
+            if sha and isinstance(entry, dict):
+                entry.setdefault("sha256", sha)
     elif not version.startswith("0.5."):
         raise NanoscopyError(
             f"{source} uses bioimage.io model format {version or '(none)'}; formats 0.4 and 0.5 are read. Update it "
