@@ -239,6 +239,20 @@ def _export_bmz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import SECTIONS, format_report, run_benchmarks
+
+    sections = SECTIONS if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+    say = None if args.json else (lambda text: print(f"{PROG} bench: {text}", file=sys.stderr, flush=True))
+    report = run_benchmarks(quick=args.quick, device=args.device, sections=sections, size=args.size,
+                            repeats=args.repeats, memory_size=args.memory_size, memory_model=args.memory_model,
+                            progress=say)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -359,6 +373,26 @@ def build_parser() -> argparse.ArgumentParser:
     from .live.cli import add_parser as add_live_parser
 
     add_live_parser(commands)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure restoration speed and memory on this machine (see docs/performance.md)",
+        description="Measure restoration throughput per family (paper size and bundled models), tiling overhead, "
+        "batched vs sequential Monte-Carlo sampling, peak memory of a large restoration, the roofline ratio of "
+        "a generator pass, and (in a source checkout) Horn-Schunck flow and live decision latency. Fixed seeds; "
+        "min and median of repeats; the machine is described in the output.",
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes, one section each: a smoke test in seconds")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    bench.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: throughput, tiling, mc, memory, "
+                       "roofline, optical_flow, live_latency (default: all)")
+    bench.add_argument("--size", type=int, help="throughput input side in pixels (default 2048; quick 128)")
+    bench.add_argument("--repeats", type=int, help="timed repeats after the warm-up (default 3; quick 2)")
+    bench.add_argument("--memory-size", type=int, help="side of the memory benchmark's float32 image (default 8192)")
+    bench.add_argument("--memory-model", default="l2l-twolabel",
+                       help="model of the memory benchmark: a bundled name, a package, or paper:FAMILY")
+    bench.set_defaults(handler=_bench)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")

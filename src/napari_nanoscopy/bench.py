@@ -1,0 +1,544 @@
+"""Benchmarks of the restoration engine on this machine (``napari-nanoscopy bench``).
+
+Every figure is measured here, with fixed seeds, as the min and median of repeats (after a
+small warm-up pass), and the report describes the machine it ran on:
+
+- **throughput**: megapixels per second of one deterministic restoration, per family at the
+  papers' sizes (freshly initialised weights: speed does not depend on their values) and for
+  the bundled models, on a square input (2048x2048 in the full run);
+- **tiling**: tiled time / one-shot time on the same pixels (one window covering the image);
+- **mc**: N Monte-Carlo samples batched (the engine's automatic batch) vs N sequential
+  forward passes (batch of 1), as a speed-up;
+- **memory**: peak resident memory of a large restoration (8192x8192 float32 in the full
+  run), in a fresh process, over the process's memory before the input existed, divided by the
+  input's size (so 1.0 would be the input alone);
+- **roofline**: achieved FLOP/s of a generator forward pass vs the best FLOP/s this machine
+  reaches on a dense 3x3 convolution;
+- **optical_flow** and **live_latency**: the repository's ``benchmarks/optical_flow.py`` and
+  ``benchmarks/live_latency.py`` (run in their own processes, their JSON taken as it is) when
+  this is a source checkout that has them.
+
+No Qt or napari here: this runs headless, on a CPU or a CUDA device (``device="auto"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .errors import NanoscopyError
+
+SECTIONS = ("throughput", "tiling", "mc", "memory", "roofline", "optical_flow", "live_latency")
+SEED = 0
+BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# Full run as the benchmarks issue asks; --quick is a smoke test of every section in seconds.
+FULL = dict(size=2048, repeats=3, memory_size=8192, mc_size=512, mc_samples=10, tiling_size=2048,
+            roofline_size=512, flow_size=500, flow_repeats=3, live=dict(size=500, frames=3, samples=10),
+            all_bundled=True, warm_up=True)
+QUICK = dict(size=64, repeats=2, memory_size=256, mc_size=64, mc_samples=3, tiling_size=128,
+             roofline_size=32, flow_size=64, flow_repeats=1, live=dict(size=128, frames=1, samples=2),
+             all_bundled=False, warm_up=False)
+PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the figures were measured on (CPU, cores, threads, load, versions, CUDA device)."""
+    from . import __version__
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "architecture": platform.machine(),
+        "cores_available": _cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "napari_nanoscopy": __version__,
+        "device": str(device),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        info["memory_gb"] = round(int(meminfo["MemTotal"].split()[0]) / 2**20, 1)
+    except (OSError, KeyError, ValueError):
+        pass
+    return info
+
+
+# --- timing helpers ------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
+    """Min and median wall time of ``repeats`` calls (the caller warms up first)."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        function()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {"min_s": min(times), "median_s": statistics.median(times), "repeats": repeats}
+
+
+def field(size: int, seed: int = SEED) -> np.ndarray:
+    """A confocal-like float32 field: Poisson counts of smooth random structures (fixed seed)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    small = max(8, size // 4)
+    structure = gaussian_filter(rng.random((small, small)), 1.5)
+    structure = np.kron(structure, np.ones((4, 4)))[:size, :size]
+    if structure.shape[0] < size:
+        structure = np.pad(structure, ((0, size - structure.shape[0]), (0, size - structure.shape[1])), mode="reflect")
+    structure = (structure - structure.min()) / (np.ptp(structure) or 1.0)
+    return rng.poisson(2.0 + 30.0 * structure**2).astype(np.float32)
+
+
+def paper_package(family: str):
+    """A model package of ``family`` at its paper's size, freshly initialised (seed 0)."""
+    from .models import build_generator, paper_defaults
+    from .packages import ModelCard, ModelPackage
+
+    kwargs = paper_defaults(family)
+    torch.manual_seed(SEED)
+    generator = build_generator(family, **kwargs).eval()
+    channels = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else ["confocal"]
+    card = ModelCard(
+        name=f"{family}-paper-size", family=family, generator=kwargs, input_channels=channels,
+        output_channels=["STED"], pixel_size_nm=20.0,
+        normalization={"input": [PERCENTILE] + [{"mode": "none"}] * (len(channels) - 1),
+                       "output": {"mode": "range", "range": [-1.0, 1.0]}},
+        default_samples=10 if kwargs.get("dropout", 0) > 0 else 1,
+    )
+    return ModelPackage(card, generator, None, "benchmark")
+
+
+def model_input(restorer, size: int) -> np.ndarray:
+    """A size x size input with the channels the model takes (a live model gets an empty STED patch)."""
+    confocal = field(size)
+    if restorer.in_channels == 1:
+        return confocal
+    extra = [-np.ones_like(confocal)] * (restorer.in_channels - 1)  # "no STED revealed" as in the live loop
+    return np.stack([confocal, *extra])
+
+
+def _parameters(package) -> int:
+    count = sum(p.numel() for p in package.generator.parameters())
+    if package.task_network is not None:
+        count += sum(p.numel() for p in package.task_network.parameters())
+    return count
+
+
+def _restore_call(restorer, image, **options) -> Callable[[], Any]:
+    channel_axis = 0 if image.ndim == 3 else None
+    return lambda: restorer.restore(image, channel_axis=channel_axis, seed=SEED, **options)
+
+
+WARM_UP = [True]  # the quick smoke run skips warm-ups: the min of its repeats stands in
+
+
+def _warm_up(restorer, device) -> None:
+    if not WARM_UP[0]:
+        return
+    image = model_input(restorer, 2 * restorer.size_multiple if restorer.size_multiple > 32 else 64)
+    _restore_call(restorer, image, samples=1)()
+    _sync(device)
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def bench_throughput(packages: list[tuple[str, Any]], size: int, repeats: int, device) -> list[dict]:
+    """Megapixels per second of one deterministic restoration of a size x size field."""
+    from .inference import Restorer
+
+    rows = []
+    for kind, package in packages:
+        restorer = Restorer(package, device=device)
+        image = model_input(restorer, size)
+        _warm_up(restorer, device)
+        timing = timed(_restore_call(restorer, image, samples=1), repeats, device)
+        megapixels = size * size / 1e6
+        rows.append({
+            "kind": kind, "model": restorer.card.name, "family": restorer.card.family,
+            "parameters": _parameters(restorer.package), "size": size,
+            "tile_size": restorer._core_size(None),
+            **timing,
+            "megapixels_per_s_best": megapixels / timing["min_s"],
+            "megapixels_per_s_median": megapixels / timing["median_s"],
+        })
+    return rows
+
+
+def bench_tiling(package, size: int, repeats: int, device, tile_size: int | None = None) -> dict:
+    """Tiled (automatic or given tile) vs one-shot restoration of the same size x size field."""
+    from .inference import Restorer
+
+    restorer = Restorer(package, device=device)
+    image = model_input(restorer, size)
+    _warm_up(restorer, device)
+    one_shot_tile = size + 2 * restorer.halo  # one window covers the whole image
+    tiled_call = _restore_call(restorer, image, samples=1, tile_size=tile_size)
+    one_shot_call = _restore_call(restorer, image, samples=1, tile_size=one_shot_tile)
+    tiled_result, one_shot_result = tiled_call(), one_shot_call()
+    tiled = timed(tiled_call, repeats, device)
+    one_shot = timed(one_shot_call, repeats, device)
+    scale = float(np.abs(one_shot_result.mean).max()) or 1.0
+    return {
+        "model": restorer.card.name, "size": size, "halo": restorer.halo,
+        "tile_size": tiled_result.provenance["tile_size"], "tile_choice": "given" if tile_size else "automatic",
+        "windows": _window_count(tiled_result),
+        "tiled": tiled, "one_shot": one_shot,
+        "overhead_best": tiled["min_s"] / one_shot["min_s"],
+        "overhead_median": tiled["median_s"] / one_shot["median_s"],
+        "max_relative_difference": float(np.abs(tiled_result.mean - one_shot_result.mean).max()) / scale,
+    }
+
+
+def _window_count(result) -> int | None:
+    return result.provenance.get("windows")
+
+
+def bench_mc(package, size: int, samples: int, repeats: int, device) -> dict:
+    """N Monte-Carlo samples in the engine's automatic batches vs one sample per forward pass."""
+    from .inference import Restorer
+
+    restorer = Restorer(package, device=device)
+    if not restorer.stochastic:
+        raise NanoscopyError(f"The model '{restorer.card.name}' has no dropout, so it has no Monte-Carlo samples to time.")
+    image = model_input(restorer, size)
+    _warm_up(restorer, device)
+    batched_call = _restore_call(restorer, image, samples=samples)
+    sequential_call = _restore_call(restorer, image, samples=samples, batch_size=1)
+    batch = batched_call().provenance["batch_size"]
+    sequential_call()
+    batched = timed(batched_call, repeats, device)
+    sequential = timed(sequential_call, repeats, device)
+    return {
+        "model": restorer.card.name, "size": size, "samples": samples, "batch_size": batch,
+        "batched": batched, "sequential": sequential,
+        "speedup_best": sequential["min_s"] / batched["min_s"],
+        "speedup_median": sequential["median_s"] / batched["median_s"],
+    }
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys, time
+import numpy as np, torch
+from napari_nanoscopy.bench import field, paper_package, model_input
+from napari_nanoscopy.inference import Restorer
+from napari_nanoscopy.packages import load_model
+model, size, device, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+torch.set_num_threads(threads)
+package = paper_package(model[len("paper:"):]) if model.startswith("paper:") else load_model(model)
+restorer = Restorer(package, device=device)
+restorer.restore(model_input(restorer, 128), channel_axis=None if restorer.in_channels == 1 else 0, samples=1)
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+baseline = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+tile = field(1024)
+image = np.tile(tile, (-(-size // 1024), -(-size // 1024)))[:size, :size].copy()
+if restorer.in_channels > 1:
+    image = np.stack([image] + [-np.ones_like(image)] * (restorer.in_channels - 1))
+start = time.perf_counter()
+result = restorer.restore(image, channel_axis=None if image.ndim == 2 else 0, samples=1, seed=0)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"model": restorer.card.name, "size": size, "input_bytes": image.nbytes,
+                  "output_bytes": result.mean.nbytes, "baseline_bytes": baseline, "peak_bytes": peak,
+                  "seconds": seconds, "tile_size": result.provenance["tile_size"],
+                  "finite": bool(np.isfinite(result.mean).all())}))
+"""
+
+
+def bench_memory(model: str, size: int, device) -> dict:
+    """Peak resident memory of one size x size float32 restoration in a fresh process."""
+    command = [sys.executable, "-c", _MEMORY_CHILD, model, str(size), str(device), str(torch.get_num_threads())]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise NanoscopyError(f"The memory benchmark's process failed: {completed.stderr.strip()[-500:]}")
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    extra = figures["peak_bytes"] - figures["baseline_bytes"]
+    figures["peak_over_input"] = extra / figures["input_bytes"]
+    figures["megapixels_per_s"] = size * size / 1e6 / figures["seconds"]
+    return figures
+
+
+def _conv_peak(device, size: int, repeats: int) -> dict:
+    """Best FLOP/s of dense 3x3 convolutions (64, 128 and 256 channels) on this device."""
+    best = None
+    for channels in (64, 128, 256):
+        side = max(16, size * 64 // channels)
+        conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device).eval()
+        x = torch.randn(1, channels, side, side, device=device)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            conv(x)
+            loops = max(1, min(200, int(0.2 / max(time.perf_counter() - start, 1e-6))))
+            timing = timed(lambda: [conv(x) for _ in range(loops)], repeats, device)
+        timing = {key: value / loops if key.endswith("_s") else value for key, value in timing.items()}
+        flops = 2.0 * channels * channels * 9 * side * side
+        row = {"channels": channels, "side": side, "flops": flops, **timing, "flops_per_s": flops / timing["min_s"]}
+        if best is None or row["flops_per_s"] > best["flops_per_s"]:
+            best = row
+    return best
+
+
+def count_flops(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOPs (2 per multiply-add) of one forward pass, counted by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        module(x)
+    return float(counter.get_total_flops())
+
+
+def bench_roofline(families: list[str], size: int, repeats: int, device) -> dict:
+    """Achieved FLOP/s of each paper-size generator's forward pass vs the dense-convolution peak."""
+    peak = _conv_peak(device, size, repeats)
+    rows = []
+    for family in families:
+        package = paper_package(family)
+        generator = package.generator.to(device).eval()
+        torch.manual_seed(SEED)
+        x = torch.randn(1, generator.in_channels, size, size, device=device)
+        flops = count_flops(generator, x)
+        with torch.inference_mode():
+            generator(x)
+            timing = timed(lambda: generator(x), repeats, device)
+        achieved = flops / timing["min_s"]
+        rows.append({"family": family, "size": size, "gflop_per_pass": flops / 1e9, **timing,
+                     "flops_per_s": achieved, "roofline_ratio": achieved / peak["flops_per_s"]})
+    return {"conv_peak": peak, "generators": rows}
+
+
+def _script(name: str, arguments: list[str], timeout: float | None) -> dict:
+    """Run a repository benchmark script with --json in its own process and return its figures."""
+    path = BENCHMARKS_DIR / name
+    if not path.is_file():
+        return {"skipped": f"{path} is not here (it is part of a source checkout, not of the installed package)"}
+    command = [sys.executable, str(path), *arguments, "--json"]
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"{name} ran longer than {timeout:.0f} s"}
+    if completed.returncode != 0:
+        return {"failed": completed.stderr.strip()[-800:]}
+    text = completed.stdout
+    start = text.find("{")
+    if start < 0:
+        return {"failed": f"{name} printed no JSON: {text[-300:]}"}
+    figures = json.loads(text[start:])
+    figures["command"] = " ".join(["python", f"benchmarks/{name}", *arguments, "--json"])
+    return figures
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+
+def run_benchmarks(
+    quick: bool = False,
+    device: str | torch.device | None = "auto",
+    sections: list[str] | tuple[str, ...] = SECTIONS,
+    size: int | None = None,
+    repeats: int | None = None,
+    memory_size: int | None = None,
+    memory_model: str = "l2l-twolabel",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark ``sections`` and return their figures (JSON-serialisable)."""
+    from .inference import resolve_device
+    from .models import FAMILIES
+    from .packages import bundled_model_names, load_model
+
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise NanoscopyError(f"Unknown benchmark section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}.")
+    plan = dict(QUICK if quick else FULL)
+    for name, value, minimum in (("size", size, 64), ("repeats", repeats, 1), ("memory size", memory_size, 64)):
+        if value is not None and value < minimum:
+            raise NanoscopyError(f"The benchmark {name} must be at least {minimum}, not {value}.")
+    plan["size"] = size or plan["size"]
+    plan["repeats"] = repeats or plan["repeats"]
+    plan["memory_size"] = memory_size or plan["memory_size"]
+    resolved = resolve_device(device)
+    say = progress or (lambda text: None)
+    WARM_UP[0] = plan["warm_up"]
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+
+    report: dict[str, Any] = {"machine": machine(resolved), "quick": quick,
+                              "settings": {k: v for k, v in plan.items() if k != "live"}, "seed": SEED}
+    started = time.perf_counter()
+    bundled = bundled_model_names()
+    per_family: dict[str, str] = {}
+    for name in bundled:
+        per_family.setdefault(load_model(name).card.family, name)
+    chosen = bundled if plan["all_bundled"] else list(per_family.values())
+
+    if "throughput" in sections:
+        say("throughput at paper size")
+        rows = bench_throughput([("paper-size", paper_package(f)) for f in FAMILIES], plan["size"], plan["repeats"], resolved)
+        say("throughput of the bundled models")
+        rows += bench_throughput([("bundled", load_model(n)) for n in chosen], plan["size"], plan["repeats"], resolved)
+        missing = [f for f in FAMILIES if f not in per_family]
+        report["throughput"] = {"rows": rows, "families_without_bundled_model": missing}
+    if "tiling" in sections:
+        say("tiling overhead")
+        tiling_size = max(plan["tiling_size"], plan["size"] if size else 0)
+        given = None if not quick else tiling_size // 2  # quick images are smaller than the automatic tile
+        report["tiling"] = [] if quick else [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved)]
+        report["tiling"].append(
+            bench_tiling(load_model(per_family.get("tagan", bundled[0])), tiling_size, plan["repeats"], resolved, given))
+    if "mc" in sections:
+        say("Monte-Carlo batching")
+        rows = [bench_mc(load_model(per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved)]
+        if not quick:
+            rows.append(bench_mc(paper_package("tagan"), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved))
+        report["mc"] = rows
+    if "memory" in sections:
+        say(f"peak memory of a {plan['memory_size']}x{plan['memory_size']} restoration")
+        report["memory"] = bench_memory(memory_model, plan["memory_size"], resolved)
+    if "roofline" in sections:
+        say("roofline")
+        report["roofline"] = bench_roofline(list(FAMILIES), plan["roofline_size"], plan["repeats"], resolved)
+    timeout = 300.0 if quick else None
+    if "optical_flow" in sections:
+        say("Horn-Schunck optical flow (benchmarks/optical_flow.py)")
+        report["optical_flow"] = _script(
+            "optical_flow.py", ["--size", str(plan["flow_size"]), "--repeats", str(plan["flow_repeats"])], timeout)
+    if "live_latency" in sections:
+        say("live decision latency (benchmarks/live_latency.py)")
+        live = plan["live"]
+        arguments = ["--models", "bundled", "--size", str(live["size"]), "--frames", str(live["frames"]),
+                     "--samples", str(live["samples"]), "--device", str(resolved)]
+        if quick:
+            arguments += ["--roi", str(live["size"] // 2), "--patch", str(live["size"] // 4)]
+        report["live_latency"] = _script("live_latency.py", arguments, timeout)
+    report["total_s"] = time.perf_counter() - started
+    return report
+
+
+# --- the report as text ----------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The figures as Markdown tables."""
+    m = report["machine"]
+    lines = [
+        f"machine: {m['cpu']} ({m['architecture']}), {m['cores_available']} core(s) available, "
+        f"{m['torch_threads']} torch threads, torch {m['torch']}, device {m['device']}"
+        + (f" ({m['cuda_device']})" if m.get("cuda_device") else "")
+        + (f", load average {m['load_average_1min_at_start']} at start" if "load_average_1min_at_start" in m else ""),
+        f"{'quick smoke run' if report['quick'] else 'full run'}, seed {report['seed']}, "
+        f"{report['settings']['repeats']} repeat(s) after a warm-up; total {report['total_s']:.0f} s",
+    ]
+    if "throughput" in report:
+        lines += ["", "Restoration throughput (one deterministic pass)", "",
+                  "| kind | model | parameters | input | tile | min s | median s | Mpx/s (best) | Mpx/s (median) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in report["throughput"]["rows"]:
+            lines.append(f"| {r['kind']} | {r['model']} | {r['parameters'] / 1e6:.2f} M | {r['size']}x{r['size']} | "
+                         f"{r['tile_size']} | {_fmt(r['min_s'])} | {_fmt(r['median_s'])} | "
+                         f"{_fmt(r['megapixels_per_s_best'])} | {_fmt(r['megapixels_per_s_median'])} |")
+        if report["throughput"]["families_without_bundled_model"]:
+            lines.append(f"(no bundled model of: {', '.join(report['throughput']['families_without_bundled_model'])})")
+    if "tiling" in report:
+        lines += ["", "Tiling overhead (tiled / one-shot time, same pixels)", "",
+                  "| model | input | tile | windows | tiled min / median s | one-shot min / median s | overhead (best) "
+                  "| overhead (median) | max rel. difference |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in report["tiling"]:
+            lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {r['tile_size']} ({r['tile_choice']}) | "
+                         f"{r['windows'] if r['windows'] is not None else '-'} | "
+                         f"{_fmt(r['tiled']['min_s'])} / {_fmt(r['tiled']['median_s'])} | "
+                         f"{_fmt(r['one_shot']['min_s'])} / {_fmt(r['one_shot']['median_s'])} | "
+                         f"{r['overhead_best']:.3f} | {r['overhead_median']:.3f} | {r['max_relative_difference']:.1e} |")
+    if "mc" in report:
+        lines += ["", "Monte-Carlo samples: batched vs sequential forward passes", "",
+                  "| model | input | samples | batch | batched min / median s | sequential min / median s "
+                  "| speed-up (best) | speed-up (median) |", "|---|---|---|---|---|---|---|---|"]
+        for r in report["mc"]:
+            lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {r['samples']} | {r['batch_size']} | "
+                         f"{_fmt(r['batched']['min_s'])} / {_fmt(r['batched']['median_s'])} | "
+                         f"{_fmt(r['sequential']['min_s'])} / {_fmt(r['sequential']['median_s'])} | "
+                         f"{r['speedup_best']:.2f}x | {r['speedup_median']:.2f}x |")
+    if "memory" in report:
+        r = report["memory"]
+        lines += ["", f"Peak memory: {r['model']}, {r['size']}x{r['size']} float32 "
+                      f"({r['input_bytes'] / 2**20:.0f} MiB input), {r['seconds']:.1f} s: "
+                      f"peak {r['peak_bytes'] / 2**20:.0f} MiB resident, {r['baseline_bytes'] / 2**20:.0f} MiB before "
+                      f"the input existed; peak / input = {r['peak_over_input']:.2f}"]
+    if "roofline" in report:
+        peak = report["roofline"]["conv_peak"]
+        lines += ["", f"Roofline: dense 3x3 convolution peak {peak['flops_per_s'] / 1e9:.1f} GFLOP/s "
+                      f"({peak['channels']} channels, {peak['side']}x{peak['side']})", "",
+                  "| generator (paper size) | input | GFLOP / pass | min s | GFLOP/s | ratio to peak |",
+                  "|---|---|---|---|---|---|"]
+        for r in report["roofline"]["generators"]:
+            lines.append(f"| {r['family']} | {r['size']}x{r['size']} | {r['gflop_per_pass']:.2f} | {_fmt(r['min_s'])} | "
+                         f"{r['flops_per_s'] / 1e9:.1f} | {r['roofline_ratio']:.2f} |")
+    if "optical_flow" in report:
+        r = report["optical_flow"]
+        lines += ["", "Horn-Schunck optical flow (benchmarks/optical_flow.py)"]
+        if "speedup_9_pairs" in r:
+            lines.append(f"{r['images']}: reference {_fmt(r['reference_9_pairs']['min_s'])} s, ours "
+                         f"{_fmt(r['ours_9_pairs']['min_s'])} s (min), speed-up {r['speedup_9_pairs']:.1f}x; "
+                         f"1 pair 1 thread {r['speedup_1_pair_1_thread']:.1f}x; agree to 1e-5: {r['agree_to_1e-5']}")
+        else:
+            lines.append(str(r))
+    if "live_latency" in report:
+        r = report["live_latency"]
+        lines += ["", "Live decision latency (benchmarks/live_latency.py)"]
+        if "latency_s" in r:
+            lines.append(f"{r['models']['generator']} / {r['models']['segmenter']}, {r['field']}")
+            lines += ["", "| step | min s | median s |", "|---|---|---|"]
+            for step, t in r["latency_s"].items():
+                lines.append(f"| {step} | {_fmt(t['min_s'])} | {_fmt(t['median_s'])} |")
+        else:
+            lines.append(str(r))
+    return "\n".join(lines)
