@@ -255,6 +255,38 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
+def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int, int]]:
+    """(core, window, windows) for each way of splitting an axis into equal cores (one window first)."""
+    padded = _round_up(length, multiple)
+    options = {(padded, padded, 1)}  # one window over the whole (padded) axis
+    smallest = _round_up(MIN_TILE, multiple)
+    for n in range(2, max(2, math.ceil(length / smallest)) + 1):
+        core = max(smallest, _round_up(math.ceil(length / n), multiple))
+        if core + 2 * halo >= padded:
+            continue
+        options.add((core, core + 2 * halo, math.ceil(length / core)))
+    return sorted(options)
+
+
+def _auto_cores(shape: tuple[int, int], halo: int, multiple: int, budget: int) -> tuple[int, int]:
+    """Core sizes (Y, X) of the tiling that computes the fewest window pixels, each window within ``budget``.
+
+    Equal cores split each axis evenly (a 2048-px axis with 1248-px cores would compute two
+    1448-px windows; two 1024-px cores need two 1224-px windows), and the windows need not be
+    square (row bands), so the halos recomputed around the tiles cost as little as the budget
+    allows. The windows are those of :func:`_plan_axis`, so results do not depend on this choice
+    beyond floating-point noise.
+    """
+    best = None
+    for core_y, window_y, n_y in _axis_options(shape[0], halo, multiple):
+        for core_x, window_x, n_x in _axis_options(shape[1], halo, multiple):
+            area = window_y * window_x
+            key = (area > budget, n_y * n_x * area if area <= budget else area, n_y * n_x)
+            if best is None or key < best[0]:
+                best = (key, (core_y, core_x))
+    return best[1]
+
+
 class _Network(nn.Module):
     """Generator followed by the task network (when there is one), as one tiled unit."""
 
@@ -330,10 +362,14 @@ class Restorer:
                 f"The image is {height}x{width} pixels ({model_shape[0]}x{model_shape[1]} at the model's pixel size), "
                 f"smaller than the {MIN_SIZE}x{MIN_SIZE} minimum; give a larger field of view."
             )
-        core = self._core_size(tile_size)
+        if tile_size is None:  # the tiling that computes the fewest pixels within one forward pass's budget
+            cores = _auto_cores(model_shape, self.halo, self.size_multiple, self._window_budget())
+        else:
+            cores = (self._core_size(tile_size),) * 2
+        core = max(cores)
         plans = (
-            _plan_axis(model_shape[0], core, self.halo, BLEND_WIDTH, self.size_multiple),
-            _plan_axis(model_shape[1], core, self.halo, BLEND_WIDTH, self.size_multiple),
+            _plan_axis(model_shape[0], cores[0], self.halo, BLEND_WIDTH, self.size_multiple),
+            _plan_axis(model_shape[1], cores[1], self.halo, BLEND_WIDTH, self.size_multiple),
         )
         passes = samples if self.stochastic else 1  # without dropout every sample is the same
         window_pixels = plans[0].window * plans[1].window
@@ -350,13 +386,17 @@ class Restorer:
 
         n_frames = len(frames)
         out_c, task_c = self.out_channels, len(self.task_names)
-        mean = np.empty((n_frames, out_c, height, width), dtype=np.float32)
-        std = np.empty_like(mean) if samples > 1 else None
-        sample_out = np.empty((samples, n_frames, out_c, height, width), dtype=np.float32) if keep_samples else None
-        task_mean = np.empty((n_frames, task_c, height, width), dtype=np.float32) if task_c else None
+        # Zeroed (calloc: pages are touched only when written). Without resampling the tiles are
+        # blended straight into these arrays and mapped to output units in place, so the peak
+        # memory is the input, the outputs and one batch of network activations.
+        mean = np.zeros((n_frames, out_c, height, width), dtype=np.float32)
+        std = np.zeros_like(mean) if samples > 1 else None
+        sample_out = np.zeros((samples, n_frames, out_c, height, width), dtype=np.float32) if keep_samples else None
+        task_mean = np.zeros((n_frames, task_c, height, width), dtype=np.float32) if task_c else None
         task_sample_out = (
-            np.empty((samples, n_frames, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None
+            np.zeros((samples, n_frames, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None
         )
+        in_place = model_shape == (height, width)
 
         done = 0
 
@@ -375,10 +415,22 @@ class Restorer:
                     _input_affine(frame[c], spec, c, index)
                     for c, spec in enumerate(self.card.input_normalizations())
                 ]
-                run = _FrameRun(self, _FrameSource(frame, affines, model_shape), plans, passes, batch, keep_samples)
-                run.run(step)
-                accum = run.accumulators
                 output_affine = _output_affine(self.card, affines[0])
+                targets = None
+                if in_place:
+                    targets = dict(
+                        mean=mean[index], var=std[index] if std is not None and passes > 1 else None,
+                        samples=sample_out[:passes, index] if sample_out is not None else None,
+                        task_mean=task_mean[index] if task_mean is not None else None,
+                        task_samples=task_sample_out[:passes, index] if task_sample_out is not None else None,
+                    )
+                run = _FrameRun(self, _FrameSource(frame, affines, model_shape), plans, passes, batch, keep_samples,
+                                targets)
+                run.run(step)
+                if in_place:
+                    self._finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out)
+                    continue
+                accum = run.accumulators
                 mean[index] = output_affine.apply(_resize(accum.mean, (height, width)))
                 if std is not None:
                     spread = accum.std if passes > 1 else np.zeros_like(accum.mean)
@@ -395,8 +447,31 @@ class Restorer:
         return self._result(
             lead_shape, mean, std, sample_out, task_mean, task_sample_out,
             dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=core, batch_size=batch,
-                 zoom=factor, seed=seed, stochastic_passes=passes),
+                 zoom=factor, seed=seed, stochastic_passes=passes, windows=n_tiles),
         )
+
+    @staticmethod
+    def _finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out) -> None:
+        """Map one plane's blended accumulators (the outputs themselves) to output units, in place."""
+        scale, offset = np.float32(output_affine.scale), np.float32(output_affine.offset)
+        plane = mean[index]
+        plane *= scale
+        plane += offset
+        if std is not None and passes > 1:  # std holds the blended variance
+            spread = std[index]
+            np.maximum(spread, 0.0, out=spread)
+            np.sqrt(spread, out=spread)
+            spread *= np.float32(abs(output_affine.scale))
+        if sample_out is not None:
+            for k in range(sample_out.shape[0]):
+                if k >= passes:  # a model without dropout: every sample is the one pass
+                    sample_out[k, index] = sample_out[passes - 1, index]
+                else:
+                    sample_out[k, index] *= scale
+                    sample_out[k, index] += offset
+        if task_sample_out is not None:
+            for k in range(passes, task_sample_out.shape[0]):
+                task_sample_out[k, index] = task_sample_out[passes - 1, index]
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -458,6 +533,11 @@ class Restorer:
             raise NanoscopyError(f"The pixel size must be a positive number of nanometres, not {pixel_size_nm!r}.")
         factor = pixel_size_nm / self.card.pixel_size_nm
         return 1.0 if abs(factor - 1.0) < 1e-3 else factor
+
+    def _window_budget(self) -> int:
+        """Pixels one automatic window may have (TCAN-like models: at least the untiled size)."""
+        budget = BATCH_PIXELS.get(self.device.type, 1 << 21)
+        return max(budget, GLOBAL_CONTEXT_TILE**2) if self.global_context else budget
 
     def _core_size(self, tile_size: int | None) -> int:
         if tile_size is None:
@@ -574,19 +654,31 @@ class _Accumulators:
 class _FrameRun:
     """Runs every tile x sample of one plane in batches and blends them into accumulators."""
 
-    def __init__(self, restorer: Restorer, source: _FrameSource, plans, passes: int, batch: int, keep_samples: bool):
+    def __init__(self, restorer: Restorer, source: _FrameSource, plans, passes: int, batch: int, keep_samples: bool,
+                 targets: dict[str, np.ndarray | None] | None = None):
+        """``targets``: zeroed float32 arrays (views of the outputs) to blend into instead of new ones."""
         self.restorer, self.source, self.plans = restorer, source, plans
         self.passes, self.batch, self.keep_samples = passes, batch, keep_samples
         height, width = source.shape
         out_c, task_c = restorer.out_channels, len(restorer.task_names)
-        self.accumulators = _Accumulators(
-            mean=np.zeros((out_c, height, width), dtype=np.float32),
-            var=np.zeros((out_c, height, width), dtype=np.float32) if passes > 1 else None,
-            samples=np.zeros((passes, out_c, height, width), dtype=np.float32) if keep_samples else None,
-            task_mean=np.zeros((task_c, height, width), dtype=np.float32) if task_c else None,
-            task_samples=np.zeros((passes, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None,
-            passes=passes,
-        )
+        wanted = {
+            "mean": (out_c, height, width),
+            "var": (out_c, height, width) if passes > 1 else None,
+            "samples": (passes, out_c, height, width) if keep_samples else None,
+            "task_mean": (task_c, height, width) if task_c else None,
+            "task_samples": (passes, task_c, height, width) if keep_samples and task_c else None,
+        }
+        arrays = {}
+        for name, shape in wanted.items():
+            given = None if targets is None else targets.get(name)
+            if shape is None:
+                arrays[name] = None
+            elif given is not None:
+                assert given.shape == shape and given.dtype == np.float32, (name, given.shape, shape)
+                arrays[name] = given
+            else:
+                arrays[name] = np.zeros(shape, dtype=np.float32)
+        self.accumulators = _Accumulators(passes=passes, **arrays)
 
     def run(self, step: Callable[[], None]) -> None:
         """Process all batches; ``step`` is called before each (progress, cancellation)."""
@@ -626,20 +718,40 @@ class _FrameRun:
         weight = plan_y.weights[iy][:, None] * plan_x.weights[ix][None, :]
         crop = (slice(None), slice(wy0, wy0 + yb - ya), slice(wx0, wx0 + xb - xa))
         region = (slice(None), slice(ya, yb), slice(xa, xb))
-        stack = np.stack([o[1][crop] for o in outputs]).astype(np.float64)
         acc = self.accumulators
-        acc.mean[region] += (weight * stack.mean(axis=0)).astype(np.float32)
+        # Mean and (two-pass, so numerically stable) variance over the samples in float32, one
+        # tile-sized temporary at a time: no stack of all samples, no float64 copies.
+        mean = _sample_mean([o[1][crop] for o in outputs])
         if acc.var is not None:
-            acc.var[region] += (weight * stack.var(axis=0, ddof=1)).astype(np.float32)
+            var = np.zeros_like(mean)
+            for _, restored, _ in outputs:
+                deviation = restored[crop] - mean
+                deviation *= deviation
+                var += deviation
+            var *= weight * np.float32(1.0 / (len(outputs) - 1))  # ddof=1
+            acc.var[region] += var
+        mean *= weight
+        acc.mean[region] += mean
         if outputs[0][2] is not None:
-            task_stack = np.stack([o[2][crop] for o in outputs])
-            acc.task_mean[region] += weight * task_stack.mean(axis=0)
+            task_mean = _sample_mean([o[2][crop] for o in outputs])
+            task_mean *= weight
+            acc.task_mean[region] += task_mean
             if acc.task_samples is not None:
                 for k, _, task in outputs:
                     acc.task_samples[k][region] += weight * task[crop]
         if acc.samples is not None:
             for k, restored, _ in outputs:
                 acc.samples[k][region] += weight * restored[crop]
+
+
+def _sample_mean(arrays: list[np.ndarray]) -> np.ndarray:
+    """The mean of same-shaped float32 arrays as a new float32 array."""
+    total = arrays[0].astype(np.float32, copy=True)
+    for array in arrays[1:]:
+        total += array
+    if len(arrays) > 1:
+        total *= np.float32(1.0 / len(arrays))
+    return total
 
 
 def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", **options) -> RestorationResult:
