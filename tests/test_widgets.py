@@ -516,3 +516,21 @@ def test_removed_widgets_stop_listening_to_the_viewer(make_napari_viewer, qtbot)
     viewer.add_image(np.zeros((64, 64)), name="after")  # must not raise from a deleted combo box
     viewer.layers["after"].name = "renamed"
     assert [layer.name for layer in viewer.layers] == ["renamed"]
+
+
+def test_layer_pairs_with_task_labels_become_one_mask_per_class(tmp_path):
+    from napari_nanoscopy._widgets.train import write_layer_pairs
+    from napari_nanoscopy.errors import NanoscopyError
+
+    inputs = np.random.default_rng(0).random((2, 48, 48)).astype(np.float32)
+    labels = np.zeros((48, 48), dtype=np.int32)
+    labels[5:10, :] = 1
+    labels[20:30, 20:30] = 2
+    count = write_layer_pairs(tmp_path / "pairs", inputs, inputs * 2, labels, 25.0, ["rings", "fibres"])
+    assert count == 2
+    task = read_image(tmp_path / "pairs" / "task" / "plane_0001.ome.tif")
+    assert task.axes == "CYX" and task.channel_names == ["rings", "fibres"] and task.pixel_size_nm == pytest.approx(25.0)
+    np.testing.assert_array_equal(task.data[1], labels == 2)
+    assert read_image(tmp_path / "pairs" / "target" / "plane_0000.ome.tif").pixel_size_nm == pytest.approx(25.0)
+    with pytest.raises(NanoscopyError, match="same size"):
+        write_layer_pairs(tmp_path / "bad", inputs, inputs[:, :40], None, 25.0, None)
