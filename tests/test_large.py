@@ -174,8 +174,16 @@ def test_cli_folder_glob_and_zarr(packages_dir, tmp_path, monkeypatch):
     assert main(["restore", str(folder / "img[01].tif"), str(tmp_path / "out2"), "--model", model]) == 0
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["img0_restored.ome.tif", "img1_restored.ome.tif"]
 
-    # TIFF in, OME-Zarr out, chunk by chunk
-    assert main(["restore", str(folder / "img0.tif"), str(tmp_path / "r.zarr"), "--model", model, "--block", "64"]) == 0
+    # TIFF in (read strip by strip, never whole), OME-Zarr out, chunk by chunk
+    import napari_nanoscopy.io as nio
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("the TIFF was read whole")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(nio, "read_image", whole_read)
+        assert main(["restore", str(folder / "img0.tif"), str(tmp_path / "r.zarr"), "--model", model,
+                     "--block", "64"]) == 0
     restored = open_ome_zarr(tmp_path / "r.zarr")
     assert restored.pixel_size_nm == pytest.approx(20.0) and restored.metadata["chunked"] is True
     np.testing.assert_allclose(np.asarray(restored.array), restorer.restore(images[0]).mean, rtol=1e-5, atol=1e-3)

@@ -114,6 +114,56 @@ def open_ome_zarr(path: str | os.PathLike) -> ZarrImage:
     return ZarrImage(array=array, axes=axes, pixel_size_nm=pixel_size, channel_names=channels, metadata=metadata, path=path)
 
 
+class LazyTiff:
+    """A TIFF / OME-TIFF opened for chunked reading (tifffile's zarr view): nothing is read up front.
+
+    Use as a context manager; ``array`` reads tiles (or strips) on demand. Axes are tifffile's
+    squeezed series axes (a stack of unknown meaning is called Z, as :func:`~napari_nanoscopy.io.read_image`
+    does); the pixel size and channel names come from the OME, ImageJ or resolution metadata.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import tifffile
+
+        from . import io as nio
+
+        zarr = _zarr()
+        self.path = Path(path).expanduser()
+        try:
+            self._tiff = tifffile.TiffFile(self.path)
+        except (tifffile.TiffFileError, OSError, ValueError) as error:
+            raise NanoscopyError(f"Could not read {self.path} as a TIFF image ({error}).") from None
+        try:
+            if not self._tiff.series:
+                raise NanoscopyError(f"{self.path} contains no image data; check that it is an image file.")
+            series = self._tiff.series[0]
+            page = self._tiff.pages.first
+            names = None
+            if self._tiff.is_ome:
+                self.pixel_size_nm, names = nio._ome_calibration(self._tiff.ome_metadata, self.path)
+            elif self._tiff.is_imagej:
+                self.pixel_size_nm = nio._imagej_pixel_size(page, self._tiff.imagej_metadata, self.path)
+            else:
+                self.pixel_size_nm = nio._plain_tiff_pixel_size(page, self.path)
+            self.axes = nio._name_unknown_stack_axis(series.axes)
+            if "S" in self.axes:
+                raise NanoscopyError(f"{self.path} is an RGB image; restore one fluorescence channel saved on its own.")
+            self.array = zarr.open(series.aszarr(), mode="r")
+            self.channel_names = nio._channel_names_for(names, self.array.shape, self.axes)
+        except BaseException:
+            self._tiff.close()
+            raise
+
+    def close(self) -> None:
+        self._tiff.close()
+
+    def __enter__(self) -> "LazyTiff":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class OmeZarrWriter:
     """Create an OME-Zarr image (NGFF 0.4, zarr format 2) that appears at ``path`` only when complete.
 
@@ -458,7 +508,6 @@ def restore_chunked(
     done_steps = 0
 
     def step() -> None:
-        nonlocal done_steps
         if should_cancel is not None and should_cancel():
             raise Cancelled("Restoration cancelled.")
 
@@ -730,21 +779,36 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
 
 
 def _restore_one(restorer, source: Path, outputs: dict[str, Path], args, scheduler, progress, prog: str) -> list[Path]:
-    """Restore one file (TIFF in memory, OME-Zarr chunk by chunk) and write all outputs or none."""
-    import sys
+    """Restore one file (TIFF in memory, or OME-Zarr / TIFF chunk by chunk) and write all outputs or none."""
+    from .io import read_image
 
-    from .io import read_image, write_image
-
-    card = restorer.card
     zarr_in = source.name.lower().rstrip("/").endswith(OME_ZARR_SUFFIX)
     zarr_out = {k: p.name.lower().endswith(OME_ZARR_SUFFIX) for k, p in outputs.items()}
     chunked = zarr_in or any(zarr_out.values()) or scheduler is not None or getattr(args, "block", None)
+    lazy = None
     if zarr_in:
         image = open_ome_zarr(source)
-        data, axes, pixel, names, meta = image.array, image.axes, image.pixel_size_nm, image.channel_names, image.metadata
+        data, axes, pixel = image.array, image.axes, image.pixel_size_nm
+    elif chunked:  # a TIFF read tile by tile, never whole
+        lazy = LazyTiff(source)
+        data, axes, pixel = lazy.array, lazy.axes, lazy.pixel_size_nm
     else:
         loaded = read_image(source)
-        data, axes, pixel, names = loaded.data, loaded.axes, loaded.pixel_size_nm, loaded.channel_names
+        data, axes, pixel = loaded.data, loaded.axes, loaded.pixel_size_nm
+    try:
+        return _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog,
+                               data, axes, pixel, zarr_out, chunked)
+    finally:
+        if lazy is not None:
+            lazy.close()
+
+
+def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, data, axes, pixel, zarr_out, chunked):
+    import sys
+
+    from .io import write_image
+
+    card = restorer.card
     pixel = args.pixel_size if args.pixel_size is not None else pixel
     if pixel is None and card.pixel_size_nm is not None:
         print(f"{prog}: note: {source.name} records no pixel size; assuming the model's {card.pixel_size_nm:g} nm "
@@ -877,7 +941,7 @@ class RemoteRestorer:
         package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
         self.package, self.card = package, package.card
         self.device, self.mc_mode, self.worker = device, mc_mode, worker
-        generator, task = package.generator, package.task_network
+        generator = package.generator
         self.in_channels, self.out_channels = generator.in_channels, generator.out_channels
         self.task_names = list(self.card.task["outputs"]) if self.card.task else []
         self._executor = _Executor(scheduler, package)
