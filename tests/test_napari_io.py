@@ -25,7 +25,9 @@ def test_manifest_is_found_through_the_entry_point():
     manager = PluginManager()
     manager.discover()
     manifest = manager.get_manifest("napari-nanoscopy")
-    assert {r.command for r in manifest.contributions.readers} == {"napari-nanoscopy.get_reader"}
+    # TIFF / OME-TIFF images, and recorded live-assist session folders
+    assert {r.command for r in manifest.contributions.readers} == {
+        "napari-nanoscopy.get_reader", "napari-nanoscopy.get_session_reader"}
 
 
 def test_reader_sets_physical_scale_and_channel_names(tmp_path):
