@@ -92,11 +92,14 @@ class RestoreWidget(QWidget):
         self.model_combo.setMinimumContentsLength(14)
         self.open_button = QToolButton()
         self.open_button.setText("Open…")
-        self.open_button.setToolTip("Add a model: a package folder, its .zip, or a TA-GAN *_net_G.pth generator")
+        self.open_button.setToolTip(
+            "Add a model: a package folder or .zip, a TA-GAN *_net_G.pth generator, a CSBDeep/CARE model folder, "
+            "or a bioimage.io package (.zip, folder or rdf.yaml)"
+        )
         self.open_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.open_button)
-        menu.addAction("Model package folder…", self._open_folder)
-        menu.addAction("Package .zip or TA-GAN .pth…", self._open_file)
+        menu.addAction("Model folder (package, CSBDeep, bioimage.io)…", self._open_folder)
+        menu.addAction("Model file (.zip, TA-GAN .pth, bioimage.io rdf.yaml)…", self._open_file)
         self.open_button.setMenu(menu)
         self.model_info = note_label()
         self.input_combo = LayerCombo(napari_viewer, self._accepts_layer)
@@ -238,13 +241,15 @@ class RestoreWidget(QWidget):
                         on_error=self._failed("Loading the model"), on_finally=self._idle))
 
     def _open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a model package folder")
+        path = QFileDialog.getExistingDirectory(self, "Open a model folder")
         if path:
             self.add_model(path)
 
     def _open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open a model", "", "Model packages and TA-GAN generators (*.zip *.pth *.pt);;All files (*)"
+            self, "Open a model", "",
+            "Models (*.zip *.pth *.pt *.yaml);;Model packages and bioimage.io zips (*.zip);;"
+            "TA-GAN generators (*.pth *.pt);;bioimage.io descriptions (rdf.yaml bioimageio.yaml *.yaml);;All files (*)",
         )
         if path:
             self.add_model(path)
