@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from napari_nanoscopy.bench import SECTIONS, run_benchmarks
@@ -49,3 +50,28 @@ def test_bench_rejects_bad_settings():
         run_benchmarks(quick=True, sections=["speed"])
     with pytest.raises(NanoscopyError, match="repeats"):
         run_benchmarks(quick=True, sections=["memory"], repeats=0)
+
+
+@pytest.mark.parametrize("name", ["tagan", "tagan-task"])
+def test_automatic_tiling_with_trimmed_edge_windows_matches_one_shot(packages_dir, smooth_image, monkeypatch, name):
+    """The automatic plan (even cores, edge windows cut to core + halo, batches of one shape) is exact."""
+    from napari_nanoscopy import inference
+    from napari_nanoscopy.inference import Restorer
+
+    image = np.concatenate([smooth_image, smooth_image[::-1]], axis=0)  # 320 x 176
+    restorer = Restorer(str(packages_dir / name), device="cpu")
+    one_shot = restorer.restore(image, samples=1, tile_size=512)
+    assert one_shot.provenance["windows"] == 1
+    monkeypatch.setitem(inference.BATCH_PIXELS, "cpu", 200 * 176)  # forces row bands
+    shapes, steps = [], []
+    restorer.network.register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape)))
+    tiled = restorer.restore(image, samples=1, progress=lambda done, total: steps.append((done, total)))
+    assert tiled.provenance["windows"] > 1 and len({s[-2:] for s in shapes}) > 1  # edge windows are shorter
+    assert all(s[-2] * s[-1] <= 200 * 176 for s in shapes)
+    assert steps[-1][0] == steps[-1][1] == len(shapes)
+    scale = np.abs(one_shot.mean).max()
+    assert np.abs(tiled.mean - one_shot.mean).max() <= 1e-4 * scale
+    if one_shot.task is not None:
+        assert np.abs(tiled.task - one_shot.task).max() <= 1e-4 * np.abs(one_shot.task).max()
+    mc = restorer.restore(image, samples=3, seed=0, keep_samples=True)  # MC samples through the same plan
+    assert mc.samples.shape == (3,) + image.shape and np.isfinite(mc.std).all() and mc.std.max() > 0

@@ -47,7 +47,7 @@ BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 FULL = dict(size=2048, repeats=3, memory_size=8192, mc_size=512, mc_samples=10, tiling_size=2048,
             roofline_size=512, flow_size=500, flow_repeats=3, live=dict(size=500, frames=3, samples=10),
             all_bundled=True, warm_up=True)
-QUICK = dict(size=64, repeats=2, memory_size=256, mc_size=64, mc_samples=3, tiling_size=128,
+QUICK = dict(size=64, repeats=2, memory_size=256, mc_size=64, mc_samples=3, tiling_size=256,
              roofline_size=32, flow_size=64, flow_repeats=1, live=dict(size=128, frames=1, samples=2),
              all_bundled=False, warm_up=False)
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
@@ -270,11 +270,17 @@ torch.set_num_threads(threads)
 package = paper_package(model[len("paper:"):]) if model.startswith("paper:") else load_model(model)
 restorer = Restorer(package, device=device)
 restorer.restore(model_input(restorer, 128), channel_axis=None if restorer.in_channels == 1 else 0, samples=1)
-def rss():
+def status(key):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-baseline = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+try:  # forget the warm-up's high-water mark (Linux >= 4.0), so the peak is this restoration's
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    reset = status("VmHWM") <= status("VmRSS") + (1 << 20)
+except OSError:
+    reset = False
+baseline = status("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 tile = field(1024)
 image = np.tile(tile, (-(-size // 1024), -(-size // 1024)))[:size, :size].copy()
 if restorer.in_channels > 1:
@@ -282,10 +288,11 @@ if restorer.in_channels > 1:
 start = time.perf_counter()
 result = restorer.restore(image, channel_axis=None if image.ndim == 2 else 0, samples=1, seed=0)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"model": restorer.card.name, "size": size, "input_bytes": image.nbytes,
                   "output_bytes": result.mean.nbytes, "baseline_bytes": baseline, "peak_bytes": peak,
                   "seconds": seconds, "tile_size": result.provenance["tile_size"],
+                  "windows": result.provenance["windows"], "high_water_mark_reset": reset,
                   "finite": bool(np.isfinite(result.mean).all())}))
 """
 
@@ -307,14 +314,17 @@ def _conv_peak(device, size: int, repeats: int) -> dict:
     """Best FLOP/s of dense 3x3 convolutions (64, 128 and 256 channels) on this device."""
     best = None
     for channels in (64, 128, 256):
-        side = max(16, size * 64 // channels)
+        side = max(32, size * 64 // channels)
         conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device).eval()
         x = torch.randn(1, channels, side, side, device=device)
         with torch.inference_mode():
+            conv(x)  # warm-up
+            _sync(device)
             start = time.perf_counter()
             conv(x)
+            _sync(device)
             loops = max(1, min(200, int(0.2 / max(time.perf_counter() - start, 1e-6))))
-            timing = timed(lambda: [conv(x) for _ in range(loops)], repeats, device)
+            timing = timed(lambda: [conv(x) for _ in range(loops)], max(3, repeats), device)
         timing = {key: value / loops if key.endswith("_s") else value for key, value in timing.items()}
         flops = 2.0 * channels * channels * 9 * side * side
         row = {"channels": channels, "side": side, "flops": flops, **timing, "flops_per_s": flops / timing["min_s"]}
@@ -426,10 +436,13 @@ def run_benchmarks(
     if "tiling" in sections:
         say("tiling overhead")
         tiling_size = max(plan["tiling_size"], plan["size"] if size else 0)
-        given = None if not quick else tiling_size // 2  # quick images are smaller than the automatic tile
-        report["tiling"] = [] if quick else [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved)]
-        report["tiling"].append(
-            bench_tiling(load_model(per_family.get("tagan", bundled[0])), tiling_size, plan["repeats"], resolved, given))
+        if quick:  # quick images are smaller than the automatic window: a given tile (2 x 2 windows)
+            report["tiling"] = [bench_tiling(load_model(per_family.get("l2l", bundled[0])), tiling_size,
+                                             plan["repeats"], resolved, tiling_size // 2)]
+        else:
+            report["tiling"] = [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved),
+                                bench_tiling(load_model(per_family.get("tagan", bundled[0])), tiling_size,
+                                             plan["repeats"], resolved)]
     if "mc" in sections:
         say("Monte-Carlo batching")
         rows = [bench_mc(load_model(per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved)]
@@ -441,7 +454,8 @@ def run_benchmarks(
         report["memory"] = bench_memory(memory_model, plan["memory_size"], resolved)
     if "roofline" in sections:
         say("roofline")
-        report["roofline"] = bench_roofline(list(FAMILIES), plan["roofline_size"], plan["repeats"], resolved)
+        families = ["tagan", "l2l"] if quick else list(FAMILIES)
+        report["roofline"] = bench_roofline(families, plan["roofline_size"], plan["repeats"], resolved)
     timeout = 300.0 if quick else None
     if "optical_flow" in sections:
         say("Horn-Schunck optical flow (benchmarks/optical_flow.py)")

@@ -209,26 +209,35 @@ class _AxisPlan:
     """Tile windows along one axis and their normalised blending weights."""
 
     starts: list[int]  # window starts, inside [0, padded length - window]
-    window: int
+    window: int  # the longest window
     weights: list[np.ndarray]  # per window, weights over the image pixels it covers (already normalised)
     spans: list[tuple[int, int]]  # per window, the image pixel range [a, b) its weights cover
+    lengths: list[int] = field(default_factory=list)  # per window, its length (``window`` unless trimmed)
 
 
-def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int) -> _AxisPlan:
+def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, trim: bool = False) -> _AxisPlan:
     """Windows of ``core + 2 * halo`` pixels on a grid of ``core``, kept inside the image.
 
     The image is padded (reflected) only up to the network's size multiple. A window is
     shifted inward at the image's edges, so the border pixels see the same context as in an
     untiled pass, and each weighted region keeps at least ``halo - blend / 2`` pixels of
-    real context from the window edges that lie inside the image.
+    real context from the window edges that lie inside the image. With ``trim``, the windows
+    at the image's edges are instead cut to ``core + halo`` (no halo is needed beyond the
+    image), which computes fewer pixels for the same result.
     """
     padded = _round_up(length, multiple)
     if core + 2 * halo >= padded:
-        core_starts, window, starts = [0], padded, [0]
+        core_starts, window, starts, lengths = [0], padded, [0], [padded]
     else:
         core_starts = list(range(0, length, core))
         window = core + 2 * halo
-        starts = [min(max(start - halo, 0), padded - window) for start in core_starts]
+        if trim:
+            starts = [max(start - halo, 0) for start in core_starts]
+            lengths = [min(start + core + halo, padded) - begin for start, begin in zip(core_starts, starts)]
+            window = max(lengths)
+        else:
+            starts = [min(max(start - halo, 0), padded - window) for start in core_starts]
+            lengths = [window] * len(starts)
     raw = []
     for index, start in enumerate(core_starts):
         last = index == len(core_starts) - 1
@@ -248,6 +257,7 @@ def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int) -> 
         window=window,
         weights=[(w / total[a:b]).astype(np.float32) for a, b, w in raw],
         spans=[(a, b) for a, b, _ in raw],
+        lengths=lengths,
     )
 
 
@@ -255,16 +265,20 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int, int]]:
-    """(core, window, windows) for each way of splitting an axis into equal cores (one window first)."""
+def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int, int, int]]:
+    """(core, longest window, pixels computed, windows) for each split of an axis into equal cores."""
     padded = _round_up(length, multiple)
-    options = {(padded, padded, 1)}  # one window over the whole (padded) axis
+    options = {(padded, padded, padded, 1)}  # one window over the whole (padded) axis
     smallest = _round_up(MIN_TILE, multiple)
     for n in range(2, max(2, math.ceil(length / smallest)) + 1):
         core = max(smallest, _round_up(math.ceil(length / n), multiple))
         if core + 2 * halo >= padded:
             continue
-        options.add((core, core + 2 * halo, math.ceil(length / core)))
+        core_starts = range(0, length, core)
+        if length - core_starts[-1] < BLEND_WIDTH:  # a last core narrower than the cross-fade
+            continue
+        lengths = [min(start + core + halo, padded) - max(start - halo, 0) for start in core_starts]
+        options.add((core, max(lengths), sum(lengths), len(lengths)))
     return sorted(options)
 
 
@@ -272,16 +286,16 @@ def _auto_cores(shape: tuple[int, int], halo: int, multiple: int, budget: int) -
     """Core sizes (Y, X) of the tiling that computes the fewest window pixels, each window within ``budget``.
 
     Equal cores split each axis evenly (a 2048-px axis with 1248-px cores would compute two
-    1448-px windows; two 1024-px cores need two 1224-px windows), and the windows need not be
-    square (row bands), so the halos recomputed around the tiles cost as little as the budget
-    allows. The windows are those of :func:`_plan_axis`, so results do not depend on this choice
-    beyond floating-point noise.
+    1448-px windows; two 1024-px cores with trimmed edge windows need two of 1124 px), and the
+    windows need not be square (row bands), so the halos recomputed around the tiles cost as
+    little as the budget allows. The windows are those of :func:`_plan_axis`, so results do not
+    depend on this choice beyond floating-point noise.
     """
     best = None
-    for core_y, window_y, n_y in _axis_options(shape[0], halo, multiple):
-        for core_x, window_x, n_x in _axis_options(shape[1], halo, multiple):
+    for core_y, window_y, total_y, n_y in _axis_options(shape[0], halo, multiple):
+        for core_x, window_x, total_x, n_x in _axis_options(shape[1], halo, multiple):
             area = window_y * window_x
-            key = (area > budget, n_y * n_x * area if area <= budget else area, n_y * n_x)
+            key = (area > budget, total_y * total_x if area <= budget else area, n_y * n_x)
             if best is None or key < best[0]:
                 best = (key, (core_y, core_x))
     return best[1]
@@ -367,9 +381,10 @@ class Restorer:
         else:
             cores = (self._core_size(tile_size),) * 2
         core = max(cores)
+        trim = tile_size is None  # a given tile size keeps every window the same size
         plans = (
-            _plan_axis(model_shape[0], cores[0], self.halo, BLEND_WIDTH, self.size_multiple),
-            _plan_axis(model_shape[1], cores[1], self.halo, BLEND_WIDTH, self.size_multiple),
+            _plan_axis(model_shape[0], cores[0], self.halo, BLEND_WIDTH, self.size_multiple, trim),
+            _plan_axis(model_shape[1], cores[1], self.halo, BLEND_WIDTH, self.size_multiple, trim),
         )
         passes = samples if self.stochastic else 1  # without dropout every sample is the same
         window_pixels = plans[0].window * plans[1].window
@@ -382,7 +397,7 @@ class Restorer:
         else:
             batch = max(1, BATCH_PIXELS.get(self.device.type, 1 << 21) // window_pixels)
         n_tiles = len(plans[0].starts) * len(plans[1].starts)
-        total_steps = math.ceil(n_tiles * passes / batch) * len(frames)
+        total_steps = len(_batches(plans, passes, batch)) * len(frames)
 
         n_frames = len(frames)
         out_c, task_c = self.out_channels, len(self.task_names)
@@ -684,20 +699,17 @@ class _FrameRun:
         """Process all batches; ``step`` is called before each (progress, cancellation)."""
         restorer = self.restorer
         plan_y, plan_x = self.plans
-        tiles = [(iy, ix) for iy in range(len(plan_y.starts)) for ix in range(len(plan_x.starts))]
-        jobs = [(tile, k) for tile in tiles for k in range(self.passes)]
         mode = restorer.mc_mode if self.passes > 1 else None
         pending: dict[tuple[int, int], list] = {}
         with torch.inference_mode(), sampling_mode(restorer.network, mode):
-            for first in range(0, len(jobs), self.batch):
+            for chunk in _batches(self.plans, self.passes, self.batch):
                 step()
-                chunk = jobs[first:first + self.batch]
                 windows = {}
                 for tile, _ in chunk:
                     if tile not in windows:
                         iy, ix = tile
                         windows[tile] = self.source.window(
-                            plan_y.starts[iy], plan_x.starts[ix], plan_y.window, plan_x.window
+                            plan_y.starts[iy], plan_x.starts[ix], plan_y.lengths[iy], plan_x.lengths[ix]
                         )
                 batch = torch.from_numpy(np.stack([windows[tile] for tile, _ in chunk])).to(restorer.device)
                 restored, task = restorer.network(batch)
@@ -742,6 +754,31 @@ class _FrameRun:
         if acc.samples is not None:
             for k, restored, _ in outputs:
                 acc.samples[k][region] += weight * restored[crop]
+
+
+def _batches(plans, passes: int, batch: int) -> list[list[tuple[tuple[int, int], int]]]:
+    """(tile, sample) jobs in forward-pass batches of at most ``batch`` windows of one shape.
+
+    Tiles are ordered by window shape (trimmed edge windows differ from inner ones), so that
+    batches stay full; every sample of a tile is in consecutive jobs.
+    """
+    plan_y, plan_x = plans
+    tiles = [(iy, ix) for iy in range(len(plan_y.starts)) for ix in range(len(plan_x.starts))]
+    tiles.sort(key=lambda tile: (plan_y.lengths[tile[0]], plan_x.lengths[tile[1]]))  # stable
+    batches: list[list] = []
+    current: list = []
+    shape = None
+    for tile in tiles:
+        tile_shape = (plan_y.lengths[tile[0]], plan_x.lengths[tile[1]])
+        for k in range(passes):
+            if current and (len(current) == batch or tile_shape != shape):
+                batches.append(current)
+                current = []
+            current.append((tile, k))
+            shape = tile_shape
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _sample_mean(arrays: list[np.ndarray]) -> np.ndarray:
