@@ -291,7 +291,11 @@ except OSError:
     reset = False
 baseline = status("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 tile = field(1024)
-image = np.tile(tile, (-(-size // 1024), -(-size // 1024)))[:size, :size].copy()
+image = np.empty((size, size), dtype=np.float32)  # filled block by block: no temporary copies
+for y in range(0, size, 1024):
+    for x in range(0, size, 1024):
+        block = image[y:y + 1024, x:x + 1024]
+        block[...] = tile[:block.shape[0], :block.shape[1]]
 if restorer.in_channels > 1:
     image = np.stack([image] + [-np.ones_like(image)] * (restorer.in_channels - 1))
 start = time.perf_counter()
