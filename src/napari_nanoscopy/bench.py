@@ -117,6 +117,15 @@ def timed(function: Callable[[], Any], repeats: int, device: torch.device) -> di
     return {"min_s": min(times), "median_s": statistics.median(times), "repeats": repeats}
 
 
+def timed_pair(first: Callable[[], Any], second: Callable[[], Any], repeats: int, device) -> tuple[dict, dict]:
+    """Time two calls alternately (first, second, first, ...), so a changing load hits both alike."""
+    runs: tuple[list, list] = ([], [])
+    for _ in range(repeats):
+        for function, times in zip((first, second), runs):
+            times.extend([timed(function, 1, device)["min_s"]])
+    return tuple({"min_s": min(t), "median_s": statistics.median(t), "repeats": repeats} for t in runs)
+
+
 def field(size: int, seed: int = SEED) -> np.ndarray:
     """A confocal-like float32 field: Poisson counts of smooth random structures (fixed seed)."""
     from scipy.ndimage import gaussian_filter
@@ -227,8 +236,7 @@ def bench_tiling(package, size: int, repeats: int, device, tile_size: int | None
     tiled_call = _restore_call(restorer, image, samples=1, tile_size=tile_size)
     one_shot_call = _restore_call(restorer, image, samples=1, tile_size=one_shot_tile)
     tiled_result, one_shot_result = tiled_call(), one_shot_call()
-    tiled = timed(tiled_call, repeats, device)
-    one_shot = timed(one_shot_call, repeats, device)
+    tiled, one_shot = timed_pair(tiled_call, one_shot_call, repeats, device)
     scale = float(np.abs(one_shot_result.mean).max()) or 1.0
     return {
         "model": restorer.card.name, "size": size, "halo": restorer.halo,
@@ -258,8 +266,7 @@ def bench_mc(package, size: int, samples: int, repeats: int, device) -> dict:
     sequential_call = _restore_call(restorer, image, samples=samples, batch_size=1)
     batch = batched_call().provenance["batch_size"]
     sequential_call()
-    batched = timed(batched_call, repeats, device)
-    sequential = timed(sequential_call, repeats, device)
+    batched, sequential = timed_pair(batched_call, sequential_call, repeats, device)
     return {
         "model": restorer.card.name, "size": size, "samples": samples, "batch_size": batch,
         "batched": batched, "sequential": sequential,
