@@ -7,6 +7,7 @@ one ``Restorer``; the GUI thread only reads the layer, and adds or updates resul
 from __future__ import annotations
 
 import platform
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class RestoreWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        _warm_up_label_colours()
         self.job: Job | None = None
         self._restorers: dict[tuple[str, str], Any] = {}
         self._entries: list[ModelEntry] = []
@@ -534,6 +536,28 @@ class RestoreWidget(QWidget):
     def closeEvent(self, event) -> None:
         self.cancel()
         super().closeEvent(event)
+
+
+_label_colours_warm = threading.Event()
+
+
+def _warm_up_label_colours() -> None:
+    """Map a few pixels through a class colormap once, in a background thread.
+
+    With numba installed (live assist needs it), napari compiles its label-colouring loop on
+    first use, per label dtype: over a second on two cores, which would otherwise freeze the
+    viewer the first time a segmentation layer appears.
+    """
+    if _label_colours_warm.is_set():
+        return
+    _label_colours_warm.set()
+
+    def warm() -> None:
+        colormap = _class_colormap(2)
+        for dtype in (np.uint8, np.int32):  # our segmentations, and Labels layers read from files
+            colormap.map(np.zeros((2, 2), dtype))
+
+    threading.Thread(target=warm, name="nanoscopy-label-colours", daemon=True).start()
 
 
 def _class_features(classes: list[str]) -> dict[str, list]:
