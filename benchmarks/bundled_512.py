@@ -12,7 +12,6 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from napari_nanoscopy.io import read_image
 from napari_nanoscopy.packages import bundled_model_names
 from napari_nanoscopy.samples import SAMPLE_DIR
 from napari_nanoscopy.training.datasets import sted_patch_channels
+from restore_512 import timed  # the benchmark beside this one (the script's folder is on sys.path)
 
 SIZE = 512
 
@@ -34,15 +34,6 @@ def sample_input(name: str) -> tuple[np.ndarray, np.ndarray]:
     confocal, sted = (read_image(SAMPLE_DIR / layers[role]).data for role in ("input", "target"))
     reps = -(-SIZE // confocal.shape[0])
     return (np.tile(confocal, (reps, reps))[:SIZE, :SIZE], np.tile(sted, (reps, reps))[:SIZE, :SIZE])
-
-
-def timed(function, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main() -> None:
