@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -434,6 +436,34 @@ def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | No
     return tensors
 
 
+@contextmanager
+def staged_output(target: Path) -> Iterator[Path]:
+    """A staging folder beside ``target`` to write a package into. When the block ends without
+    an error, the folder (zipped, when ``target`` ends in .zip) replaces ``target``; otherwise,
+    and in any case afterwards, nothing of the staging is left, so a failed write leaves no
+    partial package."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    partial_zip = Path(f"{staging}.zip.partial")
+    try:
+        yield staging
+        if target.suffix.lower() == ".zip":
+            with zipfile.ZipFile(partial_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+                for item in sorted(staging.iterdir()):
+                    archive.write(item, arcname=item.name)
+            finished = partial_zip
+        else:
+            finished = staging
+        if target.exists():
+            (shutil.rmtree if target.is_dir() else os.remove)(target)
+        os.replace(finished, target)
+    finally:
+        for leftover in (staging, partial_zip):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists():
+                leftover.unlink()
+
+
 def save_model(
     path: str | os.PathLike,
     card: ModelCard,
@@ -456,29 +486,11 @@ def save_model(
     card.training.setdefault("napari_nanoscopy_version", __version__)
     card.training.setdefault("torch_version", torch.__version__)
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_output(target) as staging:
         save_file(package_state(generator, task_network), str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
         _load_folder(staging, str(target))  # what we wrote must load back
-        if target.suffix.lower() == ".zip":
-            staged_zip = Path(f"{staging}.zip.partial")
-            with zipfile.ZipFile(staged_zip, "w", zipfile.ZIP_DEFLATED) as archive:
-                for name in (CARD_FILE, WEIGHTS_FILE):
-                    archive.write(staging / name, arcname=name)
-            replace = staged_zip
-        else:
-            replace = staging
-        if target.exists():
-            (shutil.rmtree if target.is_dir() else os.remove)(target)
-        os.replace(replace, target)
-    finally:
-        for leftover in (staging, Path(f"{staging}.zip.partial")):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists():
-                leftover.unlink()
     return card
 
 

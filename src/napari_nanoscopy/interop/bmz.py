@@ -28,8 +28,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -339,7 +337,7 @@ def export_bmz(
     """
     import yaml
 
-    from ..packages import ModelPackage, load_model, package_state
+    from ..packages import ModelPackage, load_model, package_state, staged_output
 
     package = model if isinstance(model, ModelPackage) else load_model(model)
     card = package.card
@@ -378,8 +376,7 @@ def export_bmz(
     restored = _apply_ops(outputs[0].float().numpy(), postprocessing)
     task_out = outputs[1].float().numpy() if len(outputs) > 1 else None
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_output(target) as staging:
         (staging / ARCHITECTURE_FILE).write_text(source, encoding="utf-8")
         torch.save(state, staging / STATE_DICT_FILE)
         example = torch.from_numpy(_apply_ops(test_input, preprocessing))
@@ -470,23 +467,6 @@ def export_bmz(
             rdf["config"][CONFIG_KEY]["pixel_size_nm"] = card.pixel_size_nm
         (staging / RDF_FILE).write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True), encoding="utf-8")
         load_bmz(staging, source=str(target))  # what we wrote must load back
-        if target.suffix.lower() == ".zip":
-            staged = Path(f"{staging}.zip.partial")
-            with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as archive:
-                for item in sorted(staging.iterdir()):
-                    archive.write(item, arcname=item.name)
-            replace = staged
-        else:
-            replace = staging
-        if target.exists():
-            (shutil.rmtree if target.is_dir() else os.remove)(target)
-        os.replace(replace, target)
-    finally:
-        for leftover in (staging, Path(f"{staging}.zip.partial")):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists():
-                leftover.unlink()
     return target
 
 
