@@ -257,6 +257,22 @@ _RESTORER_CACHE = 4  # models kept ready per process
 _RESTORERS_LOCK = threading.Lock()
 
 
+def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str):
+    """The package and restorer of ``model`` (a Restorer, package, path or name) for an image
+    that must already be at the model's pixel size; ``why_not`` ends the refusal's sentence."""
+    from .inference import Restorer
+    from .packages import ModelPackage, load_model
+
+    package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
+    base = _restorer_for(package, device, mc_mode)
+    if base._zoom_factor(pixel_size_nm) != 1.0:
+        raise NanoscopyError(
+            f"The image has {pixel_size_nm:g} nm pixels but the model '{base.card.name}' works at "
+            f"{base.card.pixel_size_nm:g} nm; {why_not}"
+        )
+    return package, base
+
+
 def _restorer_for(package, device: str, mc_mode: str):
     """One Restorer per (model, device, mode) and process, reused by every block it runs."""
     from .inference import Restorer
@@ -459,18 +475,12 @@ def restore_chunked(
     runs the blocks on dask.distributed (an address, a Client, ``"local"`` or a worker count for
     an embedded LocalCluster). Peak memory is that of a few blocks and their margins.
     """
-    from .inference import Restorer
-    from .packages import ModelPackage, load_model
-
-    package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
-    base = _restorer_for(package, device, mc_mode)
+    package, base = _restorer_at_model_grid(
+        model, device, mc_mode, pixel_size_nm,
+        "chunked restoration does not resample. Resample the image to the model's pixel size first, or "
+        "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers), which resamples.",
+    )
     card = base.card
-    if base._zoom_factor(pixel_size_nm) != 1.0:
-        raise NanoscopyError(
-            f"The image has {pixel_size_nm:g} nm pixels but the model '{card.name}' works at {card.pixel_size_nm:g} nm; "
-            "chunked restoration does not resample. Resample the image to the model's pixel size first, or "
-            "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers), which resamples."
-        )
     shape = tuple(int(n) for n in source.shape)
     multi = base.in_channels > 1
     if len(shape) < (3 if multi else 2):
@@ -607,19 +617,13 @@ def restore_dask(model, array, *, pixel_size_nm: float | None = None, samples: i
     import dask
     import dask.array as da
 
-    from .inference import Restorer
-    from .packages import ModelPackage, load_model
-
     if output not in ("mean", "std", "labels"):
         raise NanoscopyError(f"output must be 'mean', 'std' or 'labels', not {output!r}.")
-    package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
-    base = _restorer_for(package, device, mc_mode)
+    package, base = _restorer_at_model_grid(
+        model, device, mc_mode, pixel_size_nm,
+        "lazy restoration does not resample. Resample the image to the model's pixel size first.",
+    )
     card = base.card
-    if base._zoom_factor(pixel_size_nm) != 1.0:
-        raise NanoscopyError(
-            f"The image has {pixel_size_nm:g} nm pixels but the model '{card.name}' works at {card.pixel_size_nm:g} nm; "
-            "lazy restoration does not resample. Resample the image to the model's pixel size first."
-        )
     if output == "labels" and not card.task:
         raise NanoscopyError(f"The model '{card.name}' has no task network, so there are no labels.")
     if base.in_channels > 1:
