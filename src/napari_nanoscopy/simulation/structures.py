@@ -498,7 +498,8 @@ def twolabel(size: int = 64, *, seed=None) -> TwoLabelStructure:
 
     Following the label2label paper's antibody images, the weak label binds the structure
     patchily (efficiency varying smoothly from 30 to 100 % along it), adds a diffuse
-    cytosolic haze (about 1 molecule per pixel, smoothly varying) and bright punctate
+    cytosolic haze (about 1 molecule per pixel, varying over about 600 nm: cell-body
+    signal, smooth on the scale of the PSF and above) and bright punctate
     unspecific binding (about 15 puncta per µm², 10–40 molecules each). The better label
     binds the structure fully with a tenth of the haze and no puncta. ``truth`` is the
     expected number of structure molecules per pixel, without background or noise.
@@ -507,7 +508,9 @@ def twolabel(size: int = 64, *, seed=None) -> TwoLabelStructure:
     rng = rng_from_seed(seed)
     n_filaments = int(rng.integers(3, 7) * (size // 64))
     structure, mask = _filament_density(size, n_filaments, 8.0, rng)
-    haze = _smooth_field(size, nm_to_px(150), rng)
+    # smoother than the 214 nm PSF: at 150 nm the haze looked like blurred filaments, a
+    # texture no label-to-label network can tell from structure (the paper's haze is diffuse)
+    haze = _smooth_field(size, nm_to_px(600), rng)
     haze = 1.0 * haze / haze.mean()
     efficiency = 0.3 + 0.7 * _smooth_field(size, nm_to_px(200), rng)
 
