@@ -21,7 +21,7 @@ from napari_nanoscopy.live import (
     session_layers,
 )
 from napari_nanoscopy.live.pipeline import DECISION_STEPS, STEPS, LivePipeline, LiveSettings
-from napari_nanoscopy.live.policies import Decision, Policy
+from napari_nanoscopy.live.policies import Decision, DicePolicy, Policy
 from napari_nanoscopy.live.recorder import get_session_reader
 from napari_nanoscopy.live.simulator import SimulatorAdapter
 from napari_nanoscopy.models import build_generator, build_task_network
@@ -193,6 +193,58 @@ def test_triggered_sted_becomes_the_reference_and_the_budget_declines_the_rest(l
     assert summary["dose_relative_to_sted_every_frame"] == pytest.approx((2 + 4 * 0.25) / 4, rel=1e-3)
 
 
+class Watching(DicePolicy):
+    """The real dice policy, remembering the reference it was given; triggers on the listed frames."""
+
+    def __init__(self, frames):
+        super().__init__(0.5)
+        self.frames, self.seen = set(frames), []
+
+    def decide(self, outputs, binarisation, reference):
+        decision = super().decide(outputs, binarisation, reference)
+        self.seen.append({"reference": None if reference is None else reference.copy(), "score": decision.score,
+                          "mean": decision.maps["mean_segmentation"].copy()})
+        decision.trigger = len(self.seen) - 1 in self.frames
+        return decision
+
+
+def test_the_synthetic_reference_is_the_segmentation_of_the_frame_of_the_last_real_sted(live_models, tmp_path):
+    out = tmp_path / "s"
+    options = dict(reference="synthetic", final_reference=False)
+    first = LivePipeline(simulator(frames=4), out, settings(live_models, **options))
+    first.binarisation = -0.045  # mid-range of the random tiny segmenter's outputs: masks neither empty nor full
+    first.policy = watching = Watching({1})
+    first.on_frame = lambda result: first.request_stop() if result.frame == 2 else None
+    assert first.run(4)["state"] == "stopped"
+    first.close()
+    seen = watching.seen
+    masks = [view["mean"] for view in seen]
+    assert 0 < np.count_nonzero(masks[0]) < masks[0].size and not np.array_equal(masks[0], masks[1])
+    # frame 0 is the time point of the initial STED: its own synthetic segmentation is the reference
+    np.testing.assert_array_equal(seen[0]["reference"], masks[0])
+    assert seen[0]["score"] == 1.0
+    np.testing.assert_array_equal(seen[1]["reference"], masks[0])
+    # the STED triggered at frame 1 bleached the ROI: the new reference comes from a confocal
+    # taken right after it (charged to the budget as a confocal)
+    session = read_session(out)
+    after = [a for a in session.acquisitions if a["kind"] == "after_sted_confocal"]
+    assert [a["frame"] for a in after] == [1] and after[0]["index"] > session.records_of("reference")[1]["index"]
+    assert sum(c["kind"] == "confocal" for c in first.budget.charges) == 3 + 1
+    assert [r["frame"] for r in session.records_of("synthetic_reference")] == [0, 1]
+    np.testing.assert_array_equal(seen[2]["reference"], session.reference_mask(1))
+    assert not np.array_equal(session.reference_mask(1), masks[1])  # not the pre-STED segmentation
+    assert all(d["reference"] == "synthetic" for d in session.records_of("decision"))
+    second = LivePipeline(simulator(frames=4), out, settings(live_models, **options), resume=True)
+    np.testing.assert_array_equal(second.synthetic_reference, seen[2]["reference"])  # rebuilt from disk
+    second.close()
+
+    paper = LivePipeline(simulator(frames=1), tmp_path / "p", settings(live_models, final_reference=False))
+    paper.policy = watching = Watching(set())
+    paper.run(1)
+    paper.close()
+    np.testing.assert_array_equal(watching.seen[0]["reference"], paper.reference_mask)  # the real STED's
+
+
 def test_a_window_budget_counts_only_recent_sted_frames():
     budget = DoseBudget(max_sted_frames=1, window_frames=2)
     budget.charge("sted", 1.0, 0)
@@ -292,6 +344,7 @@ def test_a_stopped_session_resumes_from_disk_with_its_reference_and_budget(live_
         (dict(roi=96), "no place for the STED patch"),
         (dict(segment_class="spines"), "rings, fibres"),
         (dict(threshold=2.0), "from 0 to 1"),
+        (dict(reference="last"), "sted, synthetic"),
     ],
 )
 def test_bad_live_settings_are_refused(overrides, message, live_models, tmp_path):
@@ -326,6 +379,14 @@ def test_cli_runs_the_simulator_and_prints_a_json_summary(live_models, tmp_path,
     assert read_back["triggered_frames"] == summary["triggered_frames"]
     assert read_back["dose_photons"] == pytest.approx(summary["dose_photons"])
     assert read_back["dose_relative_to_sted_every_frame"] == pytest.approx(summary["dose_relative_to_sted_every_frame"])
+    out = tmp_path / "cli-area"
+    code = main(["live", "--policy", "area", "--reference", "synthetic", "--threshold", "0.1", "--frames", "1",
+                 "--out", str(out), "--size", "64", "--roi", "32", "--patch", "16", "--samples", "2",
+                 "--disparity", "std", "--generator", str(generator), "--segmenter", str(segmenter), "--device", "cpu"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["policy"] == "area" and summary["threshold"] == 0.1
+    decision = read_session(out).records_of("decision")[0]
+    assert decision["reference"] == "synthetic" and decision["score"] == 0.0  # frame 0 is its own reference
     assert main(["live", "--frames", "1"]) == 2 and "--out" in capsys.readouterr().err
     code = main(["live", "--adapter", "pymmcore", "--frames", "1", "--out", str(tmp_path / "hw")])
     assert code == 2 and "--arm" in capsys.readouterr().err

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from napari_nanoscopy.errors import NanoscopyError
-from napari_nanoscopy.live.policies import DicePolicy, VariabilityPolicy, make_policy
+from napari_nanoscopy.live.policies import (
+    AreaPolicy,
+    DicePolicy,
+    VariabilityPolicy,
+    calibrated_threshold,
+    make_policy,
+)
 from napari_nanoscopy.simulation import factin_series
 
 THRESHOLD = -0.5294  # U-Net-Live's binarisation (tanh scale)
@@ -40,6 +46,34 @@ def test_dice_triggers_on_remodelling_and_stays_quiet_on_a_static_sample(seed):
     assert triggered and 3 <= triggered[0] <= 4  # within one frame of the onset
     assert len(triggered) <= 3  # growing fibres re-trigger only when they changed by half
     assert _run(policy, control, rng) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_area_triggers_on_remodelling_and_stays_quiet_on_a_static_sample(seed):
+    rng = np.random.default_rng(seed)
+    stimulated = factin_series(8, 3, seed=seed, size=128)
+    control = factin_series(8, 8, seed=seed, size=128)
+    policy = AreaPolicy(0.1)
+    triggered = _run(policy, stimulated, rng)
+    assert triggered and 3 <= triggered[0] <= 4
+    assert len(triggered) <= 4
+    assert _run(policy, control, rng) == []
+
+
+def test_area_scores_the_relative_change_of_the_segmented_area():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((64, 64), bool)
+    mask[10:20, 5:25] = True  # 200 px
+    grown = mask.copy()
+    grown[20:30, 5:25] = True  # 400 px
+    decision = AreaPolicy().decide(_outputs(grown, rng, flip=0.0), THRESHOLD, mask)
+    assert decision.score == pytest.approx(200 / 600) and decision.trigger  # 1/3 > 0.2
+    moved = np.roll(mask, 30, axis=1)  # the same area elsewhere: no change of area (Dice would be 0)
+    assert AreaPolicy().decide(_outputs(moved, rng, flip=0.0), THRESHOLD, mask).score == 0.0
+    empty = np.zeros((64, 64), bool)
+    assert AreaPolicy().decide(_outputs(empty, rng, flip=0.0), THRESHOLD, empty).score == 0.0
+    assert AreaPolicy().decide(_outputs(mask, rng, flip=0.0), THRESHOLD, empty).score == 1.0
+    assert AreaPolicy().decide(_outputs(mask, rng), THRESHOLD, None).trigger  # no reference yet
 
 
 def test_dice_without_a_reference_always_triggers_and_scores_the_mean_segmentation():
@@ -82,9 +116,31 @@ def test_variability_triggers_when_the_samples_disagree_on_most_of_the_foregroun
 
 def test_policy_names_and_thresholds_are_checked():
     assert make_policy("variability").threshold == 0.5
-    with pytest.raises(NanoscopyError, match="dice, variability"):
+    assert isinstance(make_policy("area", 0.1), AreaPolicy) and make_policy("area").threshold == 0.2
+    with pytest.raises(NanoscopyError, match="dice, variability, area"):
         make_policy("random")
     with pytest.raises(NanoscopyError, match="from 0 to 1"):
         make_policy("dice", -0.1)
     with pytest.raises(NanoscopyError, match="at least 2 samples"):
         DicePolicy().decide(np.zeros((1, 4, 4)), THRESHOLD, None)
+
+
+def test_a_calibrated_threshold_triggers_on_at_most_the_allowed_share_of_unchanged_frames():
+    unchanged = np.linspace(0.60, 0.89, 30)  # e.g. Dice of frames where nothing changed
+    threshold = calibrated_threshold("dice", unchanged, 0.1)
+    assert threshold == pytest.approx(unchanged[3])  # the 3 lowest (10 %) trigger, the 4th does not
+    assert np.count_nonzero(unchanged < threshold) == 3
+    assert calibrated_threshold("dice", unchanged, 0.0) == pytest.approx(0.60)  # nothing below the lowest
+    # variability triggers above: the 3 highest may trigger
+    threshold = calibrated_threshold("variability", unchanged, 0.1)
+    assert np.count_nonzero(unchanged > threshold) == 3
+    rng = np.random.default_rng(0)
+    unchanged, changed = rng.normal(0.8, 0.03, 200), rng.normal(0.6, 0.03, 50)
+    threshold = calibrated_threshold("dice", unchanged, 0.02)
+    assert DicePolicy(threshold).threshold == threshold and np.mean(changed < threshold) > 0.95
+    with pytest.raises(NanoscopyError, match="at least one frame"):
+        calibrated_threshold("dice", [None])
+    with pytest.raises(NanoscopyError, match="false-trigger rate"):
+        calibrated_threshold("dice", unchanged, 1.5)
+    with pytest.raises(NanoscopyError, match="dice, variability, area"):
+        calibrated_threshold("size", unchanged)

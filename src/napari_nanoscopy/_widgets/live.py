@@ -67,11 +67,18 @@ class LiveWidget(QWidget):
         self.arm_box.setEnabled(False)
 
         self.policy_combo = QComboBox()
-        self.policy_combo.addItems(["dice", "variability"])
+        self.policy_combo.addItems(["dice", "variability", "area"])
         self.threshold_box = QDoubleSpinBox()
         self.threshold_box.setRange(0.0, 1.0)
+        self.threshold_box.setDecimals(3)
         self.threshold_box.setSingleStep(0.05)
         self.threshold_box.setValue(0.5)
+        self.threshold_box.setToolTip("0.5 is the paper's for dice and variability; benchmarks/live_targets.py "
+                                      "--calibrate measures thresholds for your models (docs/live.md)")
+        self.reference_combo = QComboBox()
+        self.reference_combo.addItems(["sted", "synthetic"])
+        self.reference_combo.setToolTip("dice and area compare with the segmentation of the last real STED (the "
+                                        "paper) or with the synthetic one of the frame it was acquired at")
         self.samples_box = _spin(2, 100, 10)
         self.disparity_combo = QComboBox()
         self.disparity_combo.addItems(["optical-flow", "std"])
@@ -92,7 +99,7 @@ class LiveWidget(QWidget):
         for button in (self.start_button, self.pause_button, self.stop_button):
             button.setEnabled(False)
         self.plot = PlotWidget("Decision score per frame", "frame", "score")
-        self.plot.empty_text = "Dice or variability per frame appears here"
+        self.plot.empty_text = "Dice, variability or area change per frame appears here"
         self.dose_label = QLabel("dose: –")
         self.status = note_label("Choose an adapter and connect.")
 
@@ -107,6 +114,7 @@ class LiveWidget(QWidget):
         form.addRow(self.arm_box)
         form.addRow("Policy", self.policy_combo)
         form.addRow("Threshold", self.threshold_box)
+        form.addRow("Reference", self.reference_combo)
         form.addRow("MC samples", self.samples_box)
         form.addRow("Disparity", self.disparity_combo)
         form.addRow("STED patch", self.patch_box)
@@ -188,6 +196,7 @@ class LiveWidget(QWidget):
 
         return LiveSettings(
             policy=self.policy_combo.currentText(), threshold=self.threshold_box.value(),
+            reference=self.reference_combo.currentText(),
             samples=self.samples_box.value(), disparity=self.disparity_combo.currentText(),
             patch=self.patch_box.value(), roi=self.roi_box.value(), generator=self.generator_edit.text().strip(),
             segmenter=self.segmenter_edit.text().strip(), seed=self.seed_box.value(),

@@ -20,7 +20,7 @@ from napari_nanoscopy.live.adapters import (
 )
 from napari_nanoscopy.live.budget import BudgetExceeded, DoseBudget
 from napari_nanoscopy.live.faults import FaultInjectingAdapter
-from napari_nanoscopy.live.policies import POLICIES, DicePolicy, VariabilityPolicy, make_policy
+from napari_nanoscopy.live.policies import POLICIES, DicePolicy, VariabilityPolicy, calibrated_threshold, make_policy
 from napari_nanoscopy.live.recorder import Recorder, read_session, session_layers, session_summary
 
 _LAZY = {
@@ -36,7 +36,8 @@ _LAZY = {
 __all__ = [
     "CONFOCAL", "MODALITIES", "POLICIES", "STED", "AcquisitionSettings", "AcquisitionTimeout", "AdapterFault",
     "AdapterUnresponsive", "BudgetExceeded", "Capabilities", "DicePolicy", "DoseBudget", "FaultInjectingAdapter",
-    "Frame", "MicroscopeAdapter", "NotArmed", "Recorder", "VariabilityPolicy", "make_policy", "photon_rate",
+    "Frame", "MicroscopeAdapter", "NotArmed", "Recorder", "VariabilityPolicy", "calibrated_threshold", "make_policy",
+    "photon_rate",
     "read_session", "session_layers", "session_summary", *_LAZY,
 ]
 

@@ -17,13 +17,19 @@ def add_parser(commands) -> argparse.ArgumentParser:
         help="model-assisted live STED on the simulator or a microscope",
         description="Run the TA-GAN live-assist loop (Table 1 of the TA-GAN paper): per frame a confocal image, "
         "Monte-Carlo samples of TA-GAN Live, a STED patch where they disagree most, regenerated samples, "
-        "U-Net-Live segmentation and a dice or variability decision whether to acquire a full STED. Every frame "
+        "U-Net-Live segmentation and a dice, variability or area decision whether to acquire a full STED. Every frame "
         "and decision is recorded in OUT; a JSON summary is printed. Hardware adapters need --arm. "
         "See docs/live.md.",
     )
     live.add_argument("--adapter", choices=ADAPTERS, default="simulator", help="microscope (default: the simulator)")
-    live.add_argument("--policy", choices=("dice", "variability"), default="dice", help="STED trigger (default dice)")
-    live.add_argument("--threshold", type=float, help="trigger threshold (default 0.5 for both policies)")
+    live.add_argument("--policy", choices=("dice", "variability", "area"), default="dice",
+                      help="STED trigger (default dice; area is ours, see docs/live.md)")
+    live.add_argument("--threshold", type=float,
+                      help="trigger threshold (default 0.5 for dice and variability as in the paper, 0.2 for area; "
+                      "benchmarks/live_targets.py --calibrate measures one for your models)")
+    live.add_argument("--reference", choices=("sted", "synthetic"), default="sted",
+                      help="what dice and area compare with: the segmentation of the last real STED (default, the "
+                      "paper) or the synthetic segmentation of the frame it was acquired at")
     live.add_argument("--frames", type=int, default=15, help="time points (default 15)")
     live.add_argument("--out", help="new folder for the recorded session")
     live.add_argument("--read", metavar="DIR", help="print the summary of the session recorded in DIR and exit")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise NanoscopyError("Give --out, a new folder to record the session in (or --read DIR to read one).")
     settings = LiveSettings(
-        policy=args.policy, threshold=args.threshold, samples=args.samples, disparity=args.disparity,
+        policy=args.policy, threshold=args.threshold, reference=args.reference, samples=args.samples, disparity=args.disparity,
         patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter, device=args.device,
         seed=args.seed, initial_reference=not args.no_references, final_reference=not args.no_references,
         keep_extras=args.keep_extras,

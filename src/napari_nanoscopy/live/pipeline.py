@@ -9,7 +9,9 @@ At every time point (frame):
 4. acquire that STED patch;
 5. regenerate N samples with the patch as input (confocal, STED patch, patch mask);
 6. segment the ROI of every sample with U-Net-Live;
-7. decide with the policy (``dice`` or ``variability``); a trigger acquires a full STED image
+7. decide with the policy (``dice``, ``variability`` or ``area``) against the reference (the
+   segmentation of the last real STED, or with ``reference="synthetic"`` the synthetic
+   segmentation of the frame that STED was acquired at); a trigger acquires a full STED image
    of the ROI, which becomes the new reference.
 
 An initial reference STED of the ROI is acquired before the first frame and a final one
@@ -41,6 +43,13 @@ from napari_nanoscopy.live.recorder import Recorder, read_session
 
 DEFAULT_GENERATOR = "tagan-live-factin"
 DEFAULT_SEGMENTER = "unet-live-factin"
+# What the dice and area policies compare the synthetic segmentation with: the segmentation of the
+# last real STED (the paper), or the synthetic segmentation of the frame that STED was acquired at
+# (our option: the systematic bias of generator and segmenter is on both sides and cancels).
+REFERENCES = ("sted", "synthetic")
+# What each kind of acquisition is charged as by the dose budget.
+BUDGET_KIND = {"confocal": "confocal", "after_sted_confocal": "confocal", "patch": "patch", "sted": "sted",
+               "reference": "sted"}
 STEPS = ("1_confocal", "2_generate", "3_disparity", "4_sted_patch", "5_regenerate", "6_segment", "7_decide")
 DECISION_STEPS = ("2_generate", "3_disparity", "5_regenerate", "6_segment", "7_decide")
 
@@ -58,6 +67,7 @@ class LiveSettings:
     generator: str = DEFAULT_GENERATOR  # TA-GAN Live model: bundled name, folder or .zip
     segmenter: str = DEFAULT_SEGMENTER  # U-Net-Live model
     segment_class: str = "fibres"
+    reference: str = "sted"  # dice and area: "sted" (the paper) or "synthetic" (see REFERENCES)
     device: str = "auto"
     seed: int = 0
     initial_reference: bool = True
@@ -71,6 +81,8 @@ class LiveSettings:
         if self.policy not in POLICIES:
             raise NanoscopyError(f"The policy must be one of {', '.join(POLICIES)}; got {self.policy!r}.")
         make_policy(self.policy, self.threshold)
+        if self.reference not in REFERENCES:
+            raise NanoscopyError(f"The reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}.")
         if self.disparity not in DISPARITY_METHODS:
             raise NanoscopyError(f"The disparity must be one of {', '.join(DISPARITY_METHODS)}; got {self.disparity!r}.")
         for name, low in (("samples", 2), ("patch", 1), ("roi", 1), ("flow_iterations", 1)):
@@ -188,8 +200,10 @@ class LivePipeline:
         }
         self.recorder = Recorder(out, session=session, keep_extras=self.settings.keep_extras, resume=resume)
         self.folder = self.recorder.folder
-        self.reference_mask: np.ndarray | None = None
+        self.reference_mask: np.ndarray | None = None  # segmentation of the last real STED of the ROI
         self.reference_image: np.ndarray | None = None
+        self.reference_frame: int | None = None  # the frame (time point) of the last real STED
+        self.synthetic_reference: np.ndarray | None = None  # mean synthetic segmentation at reference_frame
         self.next_frame = 0
         self.initial_done = False
         self.final_done = False
@@ -283,12 +297,19 @@ class LivePipeline:
         with self._timed("6_segment", timings):
             outputs = self._segment(_crop(samples, self.roi))
         with self._timed("7_decide", timings):
-            decision = self.policy.decide(outputs, self.binarisation, self.reference_mask)
+            synthetic = self.settings.reference == "synthetic"
+            if synthetic and self.synthetic_reference is None and self.reference_frame == t:
+                # the real STED was acquired at this very time point (the initial reference)
+                self._set_synthetic_reference(outputs.mean(axis=0) > self.binarisation, t)
+            reference = self.synthetic_reference if synthetic else self.reference_mask
+            decision = self.policy.decide(outputs, self.binarisation, reference)
         sted = None
         if decision.trigger:
             reason = self.budget.refusal("sted", self.adapter.estimate_dose(STED, self.roi), t)
             if reason is None:
                 sted = self._reference("trigger", t)
+                if synthetic:
+                    self._set_synthetic_reference(self._synthetic_after_sted(patch_frame, seed + 1, t), t)
             else:
                 declined = f"full STED declined: {reason}"
         timings["decision_total"] = sum(timings[step] for step in DECISION_STEPS)
@@ -298,7 +319,8 @@ class LivePipeline:
             if path:
                 extras[name] = path
         record = {
-            "type": "decision", "frame": t, **decision.to_dict(), "patch": list(patch),
+            "type": "decision", "frame": t, **decision.to_dict(), "reference": self.settings.reference,
+            "foreground_px": int(np.count_nonzero(decision.maps["mean_segmentation"])), "patch": list(patch),
             "patch_acquired": patch_frame is not None, "sted_acquired": sted is not None, "declined": declined,
             "disparity": self.settings.disparity, "latency_s": timings,
             "dose_photons_so_far": self.budget.dose_photons, "sted_frames_so_far": self.budget.sted_frames(),
@@ -321,7 +343,7 @@ class LivePipeline:
         """Charge the budget, acquire, and put the frame on disk before anyone uses it."""
         self._check_stop()
         dose = self.adapter.estimate_dose(modality, region)
-        self.budget.charge("sted" if kind in ("sted", "reference") else kind, dose, t)
+        self.budget.charge(BUDGET_KIND[kind], dose, t)
         charge = {"type": "charge", "kind": kind, "modality": modality, "frame": t, "dose_photons": dose,
                   "region": list(region) if region else None}
         self.charges.append(charge)
@@ -334,6 +356,8 @@ class LivePipeline:
         self._step = f"reference_{when}"
         frame = self._acquire("reference" if when != "trigger" else "sted", STED, self.roi, t)
         self._set_reference(frame.data)
+        self.reference_frame = t
+        self.synthetic_reference = None  # until this time point's synthetic segmentation is known
         self.references.append(when)
         self.recorder.log({"type": "reference", "when": when, "frame": t, "index": frame.index,
                            "foreground": int(np.count_nonzero(self.reference_mask))})
@@ -343,6 +367,22 @@ class LivePipeline:
         outputs = self._segment(image[np.newaxis])
         self.reference_image = image
         self.reference_mask = outputs[0] > self.binarisation
+
+    def _synthetic_after_sted(self, patch: Frame | None, seed: int, t: int) -> np.ndarray:
+        """Mean synthetic segmentation of a confocal taken right after a triggered STED.
+
+        The STED bleached the ROI (about a fifth of its molecules in the simulator) and every
+        later confocal sees it bleached; a reference from the confocal before it would make the
+        next frames differ from it by the bleaching alone, trigger again and bleach again. Same
+        time point, same patch and dropout seed as the decision: only the bleaching differs.
+        """
+        confocal = self._acquire("after_sted_confocal", CONFOCAL, None, t)
+        outputs = self._segment(_crop(self._generate(confocal, patch, seed), self.roi))
+        return outputs.mean(axis=0) > self.binarisation
+
+    def _set_synthetic_reference(self, mask: np.ndarray, t: int) -> None:
+        self.synthetic_reference = np.asarray(mask, dtype=bool)
+        self.recorder.write_reference_mask(self.synthetic_reference, t)
 
     def _generate(self, confocal: Frame, patch: Frame | None, seed: int) -> np.ndarray:
         from napari_nanoscopy.training.datasets import sted_patch_channels
@@ -396,7 +436,7 @@ class LivePipeline:
     def _restore_from_log(self) -> None:
         session = read_session(self.folder)
         for charge in session.records_of("charge"):
-            kind = "sted" if charge["kind"] in ("sted", "reference") else charge["kind"]
+            kind = BUDGET_KIND[charge["kind"]]
             self.budget.charges.append({"kind": kind, "dose_photons": charge["dose_photons"], "frame": charge["frame"]})
             self.charges.append(charge)
         decisions = session.records_of("decision")
@@ -411,6 +451,8 @@ class LivePipeline:
             last = references[-1]
             acquisition = next(a for a in session.acquisitions if a["index"] == last["index"])
             self._set_reference(session.image(acquisition))
+            self.reference_frame = last["frame"]
+            self.synthetic_reference = session.reference_mask(last["frame"])
         self.recorder.log({"type": "resume", "frame": self.next_frame, "from_disk": True})
 
     def summary(self, frames: int | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""When to acquire a full STED image: the TA-GAN paper's two triggers.
+"""When to acquire a full STED image: the TA-GAN paper's two triggers, and one of ours.
 
-Both take the segmentation network's raw outputs for the class being monitored (F-actin
+All take the segmentation network's raw outputs for the class being monitored (F-actin
 fibres) on the N synthetic samples of the ROI, ``(N, Y, X)`` in the network's units, and the
 binarisation threshold of that output (from the segmentation model's card):
 
@@ -13,6 +13,16 @@ binarisation threshold of that output (from the segmentation model's card):
 - ``variability``: each output binarised, the variability score of the N masks (share of
   high-variability pixels among the foreground); trigger when it is above the threshold
   (0.5 in the paper).
+- ``area`` (ours): the relative change of the segmented area against the reference,
+  ``|A - A_ref| / (A + A_ref)`` (0: same area, 0.2: +50 %, 1: from or to nothing); trigger
+  above the threshold. The paper monitors the remodelling as a change of the fibre area; this
+  measures it directly, so that the score does not depend on where the model puts its false
+  positives, only on how many there are (with ``reference="synthetic"`` in the pipeline their
+  number cancels too). The area of a mask below ``min_fraction`` of the ROI counts as 0.
+
+The paper chose its thresholds by trials on its microscope and says they should be adapted to
+the experiment; :func:`calibrated_threshold` picks one from scores of frames where nothing
+changed (see docs/live.md, "Calibrating the thresholds").
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ from napari_nanoscopy.analysis.metrics import dice
 from napari_nanoscopy.analysis.variability import variability_score
 from napari_nanoscopy.errors import NanoscopyError
 
-POLICIES = ("dice", "variability")
-DEFAULT_THRESHOLDS = {"dice": 0.5, "variability": 0.5}
+POLICIES = ("dice", "variability", "area")
+DEFAULT_THRESHOLDS = {"dice": 0.5, "variability": 0.5, "area": 0.2}
 
 
 @dataclass
@@ -86,6 +96,25 @@ class DicePolicy(Policy):
         return Decision(self.name, score, self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
 
 
+class AreaPolicy(DicePolicy):
+    """Relative change of the segmented area; shares the dice policy's empty-mask rule."""
+
+    name = "area"
+
+    def decide(self, outputs, binarisation, reference):
+        outputs = _checked_outputs(outputs)
+        mean_mask = outputs.mean(axis=0) > binarisation
+        if reference is None:
+            return Decision(self.name, None, self.threshold, True, "no reference STED yet", {"mean_segmentation": mean_mask})
+        area = np.count_nonzero(self._significant(mean_mask))
+        reference_area = np.count_nonzero(self._significant(np.asarray(reference, dtype=bool)))
+        score = abs(area - reference_area) / (area + reference_area) if area + reference_area else 0.0
+        trigger = score > self.threshold
+        reason = (f"area {area} px vs {reference_area} px: change {score:.3f} "
+                  f"{'>' if trigger else '<='} {self.threshold:g}")
+        return Decision(self.name, float(score), self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
+
+
 class VariabilityPolicy(Policy):
     name = "variability"
 
@@ -104,7 +133,28 @@ def make_policy(name: str, threshold: float | None = None) -> Policy:
         return DicePolicy(threshold)
     if name == "variability":
         return VariabilityPolicy(threshold)
+    if name == "area":
+        return AreaPolicy(threshold)
     raise NanoscopyError(f"The policy must be one of {', '.join(POLICIES)}; got {name!r}.")
+
+
+def calibrated_threshold(policy: str, unchanged_scores, false_trigger_rate: float = 0.02) -> float:
+    """The threshold that triggers on at most ``false_trigger_rate`` of frames where nothing changed.
+
+    It is the most sensitive such threshold (the highest for dice, the lowest for
+    variability): any more sensitive one would trigger on more of these frames.
+    """
+    if policy not in POLICIES:
+        raise NanoscopyError(f"The policy must be one of {', '.join(POLICIES)}; got {policy!r}.")
+    scores = np.sort(np.asarray([s for s in unchanged_scores if s is not None], dtype=float))
+    if scores.size == 0:
+        raise NanoscopyError("Calibration needs the scores of at least one frame where nothing changed.")
+    if not 0 <= false_trigger_rate < 1:
+        raise NanoscopyError(f"The false-trigger rate must be from 0 to 1; got {false_trigger_rate!r}.")
+    allowed = int(np.floor(false_trigger_rate * scores.size))  # frames that may trigger
+    if policy == "dice":  # trigger when score < threshold: at most `allowed` scores below it
+        return float(scores[allowed])
+    return float(scores[scores.size - 1 - allowed])  # variability, area: trigger when score > threshold
 
 
 def _checked_outputs(outputs) -> np.ndarray:

@@ -7,6 +7,8 @@ A session folder holds::
     frames/000007_sted_patch.ome.tif   every acquired frame, OME-TIFF with pixel size and
                           its acquisition metadata (timestamps, region, powers, dwell, dose)
     extras/000003_samples.npy ...      MC samples, disparity and segmentations (optional)
+    references/000005_synthetic_mask.npy   the synthetic reference segmentation of
+                          ``reference="synthetic"`` (dice, area), needed to resume
     summary.json          written when a run ends (also after a fault)
 
 A frame file is written to a temporary name, fsynced and renamed, then its ``acquisition``
@@ -36,6 +38,7 @@ LOG_FILE = "decisions.jsonl"
 SUMMARY_FILE = "summary.json"
 FRAMES_DIR = "frames"
 EXTRAS_DIR = "extras"
+REFERENCES_DIR = "references"
 FORMAT = "napari-nanoscopy live session 1"
 
 
@@ -125,6 +128,18 @@ class Recorder:
         np.save(self.folder / relative, np.asarray(array))
         return relative
 
+    def write_reference_mask(self, mask: np.ndarray, frame_number: int) -> str:
+        """Keep the synthetic reference segmentation of a frame (fsynced, then logged)."""
+        (self.folder / REFERENCES_DIR).mkdir(exist_ok=True)
+        relative = f"{REFERENCES_DIR}/{frame_number:06d}_synthetic_mask.npy"
+        temporary = self.folder / REFERENCES_DIR / f".{frame_number:06d}_synthetic_mask.partial.npy"
+        np.save(temporary, np.asarray(mask, dtype=bool))
+        _fsync_path(temporary)
+        os.replace(temporary, self.folder / relative)
+        self.log({"type": "synthetic_reference", "frame": frame_number, "file": relative,
+                  "foreground": int(np.count_nonzero(mask))})
+        return relative
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         _write_json_atomic(self.folder / SUMMARY_FILE, summary)
 
@@ -165,6 +180,11 @@ class Session:
 
     def image(self, acquisition: dict[str, Any]) -> np.ndarray:
         return read_image(self.folder / acquisition["file"]).data
+
+    def reference_mask(self, frame: int) -> np.ndarray | None:
+        """The synthetic reference segmentation kept for ``frame``, or None."""
+        records = [r for r in self.records_of("synthetic_reference") if r["frame"] == frame]
+        return np.load(self.folder / records[-1]["file"]) if records else None
 
 
 def read_session(folder) -> Session:
