@@ -7,6 +7,9 @@ small warm-up pass), and the report describes the machine it ran on:
   papers' sizes (freshly initialised weights: speed does not depend on their values) and for
   the bundled models, on a square input (2048x2048 in the full run);
 - **tiling**: tiled time / one-shot time on the same pixels (one window covering the image);
+- **precision**: bf16 vs fp32 restorations of the same field per family (paper size and
+  bundled): speed-up, and the bf16 output's agreement with the fp32 one (max abs error and PSNR,
+  both on the scale of the fp32 output's range);
 - **mc**: N Monte-Carlo samples batched (the engine's automatic batch) vs N sequential
   forward passes (batch of 1), as a speed-up;
 - **memory**: peak resident memory of a large restoration (8192x8192 float32 in the full
@@ -39,7 +42,7 @@ import torch
 
 from .errors import NanoscopyError
 
-SECTIONS = ("throughput", "tiling", "mc", "memory", "roofline", "optical_flow", "live_latency")
+SECTIONS = ("throughput", "precision", "tiling", "mc", "memory", "roofline", "optical_flow", "live_latency")
 SEED = 0
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -194,20 +197,21 @@ def _warm_up(restorer, device) -> None:
 # --- sections ------------------------------------------------------------------------------
 
 
-def bench_throughput(packages: list[tuple[str, Any]], size: int, repeats: int, device) -> list[dict]:
+def bench_throughput(packages: list[tuple[str, Any]], size: int, repeats: int, device,
+                     precision: str = "fp32") -> list[dict]:
     """Megapixels per second of one deterministic restoration of a size x size field."""
     from .inference import Restorer
 
     rows = []
     for kind, package in packages:
-        restorer = Restorer(package, device=device)
+        restorer = Restorer(package, device=device, precision=precision)
         image = model_input(restorer, size)
         _warm_up(restorer, device)
         timing = timed(_restore_call(restorer, image, samples=1), repeats, device)
         megapixels = size * size / 1e6
         rows.append({
             "kind": kind, "model": restorer.card.name, "family": restorer.card.family,
-            "parameters": _parameters(restorer.package), "size": size,
+            "parameters": _parameters(restorer.package), "size": size, "precision": precision,
             "windows": _automatic_windows(restorer, size),
             **timing,
             "megapixels_per_s_best": megapixels / timing["min_s"],
@@ -218,18 +222,16 @@ def bench_throughput(packages: list[tuple[str, Any]], size: int, repeats: int, d
 
 def _automatic_windows(restorer, size: int) -> int:
     """How many windows the automatic tiling gives a size x size image."""
-    from .inference import BLEND_WIDTH, _auto_cores, _plan_axis
-
-    cores = _auto_cores((size, size), restorer.halo, restorer.size_multiple, restorer._window_budget())
-    return math.prod(len(_plan_axis(size, c, restorer.halo, BLEND_WIDTH, restorer.size_multiple, True).starts)
-                     for c in cores)
+    plans, _ = restorer.plan((size, size))
+    return math.prod(len(plan.starts) for plan in plans)
 
 
-def bench_tiling(package, size: int, repeats: int, device, tile_size: int | None = None) -> dict:
+def bench_tiling(package, size: int, repeats: int, device, tile_size: int | None = None,
+                 precision: str = "fp32") -> dict:
     """Tiled (automatic or given tile) vs one-shot restoration of the same size x size field."""
     from .inference import Restorer
 
-    restorer = Restorer(package, device=device)
+    restorer = Restorer(package, device=device, precision=precision)
     image = model_input(restorer, size)
     _warm_up(restorer, device)
     one_shot_tile = size + 2 * restorer.halo  # one window covers the whole image
@@ -241,8 +243,8 @@ def bench_tiling(package, size: int, repeats: int, device, tile_size: int | None
     return {
         "model": restorer.card.name, "size": size, "halo": restorer.halo,
         "tile_size": tiled_result.provenance["tile_size"], "tile_choice": "given" if tile_size else "automatic",
-        "windows": _window_count(tiled_result),
-        "tiled": tiled, "one_shot": one_shot,
+        "windows": _window_count(tiled_result), "computed_pixels": tiled_result.provenance["computed_pixels"],
+        "precision": precision, "tiled": tiled, "one_shot": one_shot,
         "overhead_best": tiled["min_s"] / one_shot["min_s"],
         "overhead_median": tiled["median_s"] / one_shot["median_s"],
         "max_relative_difference": float(np.abs(tiled_result.mean - one_shot_result.mean).max()) / scale,
@@ -253,26 +255,62 @@ def _window_count(result) -> int | None:
     return result.provenance.get("windows")
 
 
-def bench_mc(package, size: int, samples: int, repeats: int, device) -> dict:
-    """N Monte-Carlo samples in the engine's automatic batches vs one sample per forward pass."""
+def bench_mc(package, size: int, samples: int, repeats: int, device, precision: str = "fp32",
+             batch_size: int | None = None) -> dict:
+    """N Monte-Carlo samples batched (the engine's automatic batch, or ``batch_size``) vs one per forward pass."""
     from .inference import Restorer
 
-    restorer = Restorer(package, device=device)
+    restorer = Restorer(package, device=device, precision=precision)
     if not restorer.stochastic:
         raise NanoscopyError(f"The model '{restorer.card.name}' has no dropout, so it has no Monte-Carlo samples to time.")
     image = model_input(restorer, size)
     _warm_up(restorer, device)
-    batched_call = _restore_call(restorer, image, samples=samples)
+    batched_call = _restore_call(restorer, image, samples=samples, batch_size=batch_size)
     sequential_call = _restore_call(restorer, image, samples=samples, batch_size=1)
     batch = batched_call().provenance["batch_size"]
     sequential_call()
     batched, sequential = timed_pair(batched_call, sequential_call, repeats, device)
     return {
         "model": restorer.card.name, "size": size, "samples": samples, "batch_size": batch,
-        "batched": batched, "sequential": sequential,
+        "precision": precision, "batched": batched, "sequential": sequential,
         "speedup_best": sequential["min_s"] / batched["min_s"],
         "speedup_median": sequential["median_s"] / batched["median_s"],
     }
+
+
+def _agreement(fast: np.ndarray, exact: np.ndarray) -> dict:
+    """Max abs error and PSNR of ``fast`` against ``exact``, on the scale of ``exact``'s range."""
+    scale = float(np.ptp(exact)) or 1.0
+    error = (fast.astype(np.float64) - exact) / scale
+    mse = float(np.mean(error**2))
+    return {"max_abs_error": float(np.abs(error).max()), "psnr_db": 10 * math.log10(1 / mse) if mse else math.inf}
+
+
+def bench_precision(packages: list[tuple[str, Any]], size: int, repeats: int, device) -> list[dict]:
+    """bf16 vs fp32: time of one deterministic restoration and the bf16 output's agreement with fp32."""
+    from .inference import Restorer, _bf16_problem
+
+    problem = _bf16_problem(device)
+    if problem is not None:
+        return [{"skipped": f"bf16 is not measured: {problem}"}]
+    rows = []
+    for kind, package in packages:
+        exact_restorer = Restorer(package, device=device)
+        fast_restorer = Restorer(exact_restorer.package, device=device, precision="bf16")
+        image = model_input(exact_restorer, size)
+        for restorer in (exact_restorer, fast_restorer):
+            _warm_up(restorer, device)
+        exact_call = _restore_call(exact_restorer, image, samples=1)
+        fast_call = _restore_call(fast_restorer, image, samples=1)
+        exact, fast = exact_call(), fast_call()
+        fp32, bf16 = timed_pair(exact_call, fast_call, repeats, device)
+        row = {"kind": kind, "model": exact_restorer.card.name, "family": exact_restorer.card.family, "size": size,
+               "fp32": fp32, "bf16": bf16, "speedup_best": fp32["min_s"] / bf16["min_s"],
+               "speedup_median": fp32["median_s"] / bf16["median_s"], "output": _agreement(fast.mean, exact.mean)}
+        if exact.task is not None:
+            row["task"] = _agreement(fast.task, exact.task)
+        rows.append(row)
+    return rows
 
 
 _MEMORY_CHILD = r"""
@@ -281,10 +319,10 @@ import numpy as np, torch
 from napari_nanoscopy.bench import field, paper_package, model_input
 from napari_nanoscopy.inference import Restorer
 from napari_nanoscopy.packages import load_model
-model, size, device, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+model, size, device, threads, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 package = paper_package(model[len("paper:"):]) if model.startswith("paper:") else load_model(model)
-restorer = Restorer(package, device=device)
+restorer = Restorer(package, device=device, precision=precision)
 restorer.restore(model_input(restorer, 128), channel_axis=None if restorer.in_channels == 1 else 0, samples=1)
 def status(key):
     for line in open("/proc/self/status"):
@@ -313,13 +351,16 @@ print(json.dumps({"model": restorer.card.name, "size": size, "input_bytes": imag
                   "output_bytes": result.mean.nbytes, "baseline_bytes": baseline, "peak_bytes": peak,
                   "seconds": seconds, "tile_size": result.provenance["tile_size"],
                   "windows": result.provenance["windows"], "high_water_mark_reset": reset,
+                  "computed_pixels": result.provenance["computed_pixels"], "precision": precision,
+                  "activation_bytes_per_pixel": restorer.activation_bytes_per_pixel(),
                   "finite": bool(np.isfinite(result.mean).all())}))
 """
 
 
-def bench_memory(model: str, size: int, device) -> dict:
+def bench_memory(model: str, size: int, device, precision: str = "fp32") -> dict:
     """Peak resident memory of one size x size float32 restoration in a fresh process."""
-    command = [sys.executable, "-c", _MEMORY_CHILD, model, str(size), str(device), str(torch.get_num_threads())]
+    command = [sys.executable, "-c", _MEMORY_CHILD, model, str(size), str(device), str(torch.get_num_threads()),
+               precision]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
         raise NanoscopyError(f"The memory benchmark's process failed: {completed.stderr.strip()[-500:]}")
@@ -414,6 +455,7 @@ def run_benchmarks(
     repeats: int | None = None,
     memory_size: int | None = None,
     memory_model: str = "l2l-twolabel",
+    precision: str = "fp32",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark ``sections`` and return their figures (JSON-serialisable)."""
@@ -432,13 +474,15 @@ def run_benchmarks(
     plan["repeats"] = repeats or plan["repeats"]
     plan["memory_size"] = memory_size or plan["memory_size"]
     resolved = resolve_device(device)
+    if precision not in ("fp32", "bf16"):
+        raise NanoscopyError(f"The benchmark precision must be fp32 or bf16, not {precision!r}.")
     say = progress or (lambda text: None)
     WARM_UP[0] = plan["warm_up"]
     torch.manual_seed(SEED)
     np.random.seed(SEED)
 
-    report: dict[str, Any] = {"machine": machine(resolved), "quick": quick,
-                              "settings": {k: v for k, v in plan.items() if k != "live"}, "seed": SEED}
+    report: dict[str, Any] = {"machine": machine(resolved), "quick": quick, "seed": SEED,
+                              "settings": {**{k: v for k, v in plan.items() if k != "live"}, "precision": precision}}
     started = time.perf_counter()
     bundled = bundled_model_names()
     per_family: dict[str, str] = {}
@@ -448,30 +492,41 @@ def run_benchmarks(
 
     if "throughput" in sections:
         say("throughput at paper size")
-        rows = bench_throughput([("paper-size", paper_package(f)) for f in FAMILIES], plan["size"], plan["repeats"], resolved)
+        rows = bench_throughput([("paper-size", paper_package(f)) for f in FAMILIES], plan["size"], plan["repeats"],
+                                resolved, precision)
         say("throughput of the bundled models")
-        rows += bench_throughput([("bundled", load_model(n)) for n in chosen], plan["size"], plan["repeats"], resolved)
+        rows += bench_throughput([("bundled", load_model(n)) for n in chosen], plan["size"], plan["repeats"], resolved,
+                                 precision)
         missing = [f for f in FAMILIES if f not in per_family]
         report["throughput"] = {"rows": rows, "families_without_bundled_model": missing}
+    if "precision" in sections:
+        say("bf16 vs fp32")
+        families = ["tagan", "l2l"] if quick else list(FAMILIES)
+        packages = [("paper-size", paper_package(f)) for f in families]
+        packages += [("bundled", load_model(per_family[f])) for f in FAMILIES if f in per_family]
+        report["precision"] = bench_precision(packages, plan["size"], plan["repeats"], resolved)
     if "tiling" in sections:
         say("tiling overhead")
         tiling_size = max(plan["tiling_size"], plan["size"] if size else 0)
         if quick:  # quick images are smaller than the automatic window: a given tile (2 x 2 windows)
             report["tiling"] = [bench_tiling(load_model(per_family.get("l2l", bundled[0])), tiling_size,
-                                             plan["repeats"], resolved, tiling_size // 2)]
+                                             plan["repeats"], resolved, tiling_size // 2, precision)]
         else:
-            report["tiling"] = [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved),
+            report["tiling"] = [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved,
+                                             precision=precision),
                                 bench_tiling(load_model(per_family.get("tagan", bundled[0])), tiling_size,
-                                             plan["repeats"], resolved)]
+                                             plan["repeats"], resolved, precision=precision)]
     if "mc" in sections:
         say("Monte-Carlo batching")
-        rows = [bench_mc(load_model(per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved)]
+        rows = [bench_mc(load_model(per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved,
+                         precision)]
         if not quick:
-            rows.append(bench_mc(paper_package("tagan"), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved))
+            rows.append(bench_mc(paper_package("tagan"), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved,
+                                 precision))
         report["mc"] = rows
     if "memory" in sections:
         say(f"peak memory of a {plan['memory_size']}x{plan['memory_size']} restoration")
-        report["memory"] = bench_memory(memory_model, plan["memory_size"], resolved)
+        report["memory"] = bench_memory(memory_model, plan["memory_size"], resolved, precision)
     if "roofline" in sections:
         say("roofline")
         families = ["tagan", "l2l"] if quick else list(FAMILIES)
@@ -508,7 +563,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{m['torch_threads']} torch threads, torch {m['torch']}, device {m['device']}"
         + (f" ({m['cuda_device']})" if m.get("cuda_device") else "")
         + (f", load average {m['load_average_1min_at_start']} at start" if "load_average_1min_at_start" in m else ""),
-        f"{'quick smoke run' if report['quick'] else 'full run'}, seed {report['seed']}, "
+        f"{'quick smoke run' if report['quick'] else 'full run'}, {report['settings']['precision']}, seed {report['seed']}, "
         f"{report['settings']['repeats']} repeat(s) after a warm-up; total {report['total_s']:.0f} s",
     ]
     if "throughput" in report:
@@ -521,14 +576,28 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{_fmt(r['megapixels_per_s_best'])} | {_fmt(r['megapixels_per_s_median'])} |")
         if report["throughput"]["families_without_bundled_model"]:
             lines.append(f"(no bundled model of: {', '.join(report['throughput']['families_without_bundled_model'])})")
+    if "precision" in report:
+        lines += ["", "bf16 vs fp32 (one deterministic pass; errors on the scale of the fp32 output's range)", ""]
+        rows = report["precision"]
+        if rows and "skipped" in rows[0]:
+            lines.append(rows[0]["skipped"])
+        else:
+            lines += ["| kind | model | input | fp32 min s | bf16 min s | speed-up (best / median) | max abs error "
+                      "| PSNR dB | task max abs error | task PSNR dB |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                task = r.get("task")
+                lines.append(f"| {r['kind']} | {r['model']} | {r['size']}x{r['size']} | {_fmt(r['fp32']['min_s'])} | "
+                             f"{_fmt(r['bf16']['min_s'])} | {r['speedup_best']:.2f}x / {r['speedup_median']:.2f}x | "
+                             f"{r['output']['max_abs_error']:.4f} | {r['output']['psnr_db']:.1f} | "
+                             + (f"{task['max_abs_error']:.4f} | {task['psnr_db']:.1f} |" if task else "- | - |"))
     if "tiling" in report:
         lines += ["", "Tiling overhead (tiled / one-shot time, same pixels)", "",
-                  "| model | input | tile | windows | tiled min / median s | one-shot min / median s | overhead (best) "
-                  "| overhead (median) | max rel. difference |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| model | input | tile | windows | computed px | tiled min / median s | one-shot min / median s "
+                  "| overhead (best) | overhead (median) | max rel. difference |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in report["tiling"]:
             lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {r['tile_size']} ({r['tile_choice']}) | "
-                         f"{r['windows'] if r['windows'] is not None else '-'} | "
+                         f"{r['windows'] if r['windows'] is not None else '-'} | {r['computed_pixels']:.2f} | "
                          f"{_fmt(r['tiled']['min_s'])} / {_fmt(r['tiled']['median_s'])} | "
                          f"{_fmt(r['one_shot']['min_s'])} / {_fmt(r['one_shot']['median_s'])} | "
                          f"{r['overhead_best']:.3f} | {r['overhead_median']:.3f} | {r['max_relative_difference']:.1e} |")
@@ -546,7 +615,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", f"Peak memory: {r['model']}, {r['size']}x{r['size']} float32 "
                       f"({r['input_bytes'] / 2**20:.0f} MiB input), {r['seconds']:.1f} s: "
                       f"peak {r['peak_bytes'] / 2**20:.0f} MiB resident, {r['baseline_bytes'] / 2**20:.0f} MiB before "
-                      f"the input existed; peak / input = {r['peak_over_input']:.2f}"]
+                      f"the input existed; peak / input = {r['peak_over_input']:.2f} ({r['windows']} windows computing "
+                      f"{r['computed_pixels']:.2f}x the pixels, {r['activation_bytes_per_pixel']:.0f} activation bytes "
+                      f"per window pixel, {r['precision']})"]
     if "roofline" in report:
         peak = report["roofline"]["conv_peak"]
         lines += ["", f"Roofline: dense 3x3 convolution peak {peak['flops_per_s'] / 1e9:.1f} GFLOP/s "

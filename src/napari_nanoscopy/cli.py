@@ -55,6 +55,9 @@ def _restore(args: argparse.Namespace) -> int:
     from .large import cli_restore, needs_batch
 
     if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
+        if args.precision != "fp32":
+            raise NanoscopyError("--precision bf16 works for one TIFF / OME-TIFF file at a time; restore folders, "
+                                 "OME-Zarr and blocks with the default --precision fp32.")
         return cli_restore(args, _Progress, PROG)
     source = _existing_file(args.input)
     outputs = {"restored": Path(args.output)}
@@ -73,7 +76,7 @@ def _restore(args: argparse.Namespace) -> int:
         if not path.expanduser().parent.is_dir():
             raise NanoscopyError(f"The folder {path.parent} does not exist; create it first.")
 
-    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode)
+    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision)
     card = restorer.card
     if args.segmentation and not card.task:
         raise NanoscopyError(
@@ -248,7 +251,7 @@ def _bench(args: argparse.Namespace) -> int:
     say = None if args.json else (lambda text: print(f"{PROG} bench: {text}", file=sys.stderr, flush=True))
     report = run_benchmarks(quick=args.quick, device=args.device, sections=sections, size=args.size,
                             repeats=args.repeats, memory_size=args.memory_size, memory_model=args.memory_model,
-                            progress=say)
+                            precision=args.precision, progress=say)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 
@@ -278,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     restore.add_argument("--mc-mode", default="dropout", choices=["dropout", "train"],
                          help="MC sampling: dropout only (default) or the public code's train-mode BatchNorm")
+    restore.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                         help="fp32 (default) or bf16: bfloat16 network, about 2x faster on CPUs with AVX-512 BF16 "
+                              "or AMX and on recent GPUs, outputs within about 0.02 of fp32 on a [-1, 1] scale")
     restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
     restore.add_argument("--block", type=int, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "
@@ -392,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--memory-size", type=int, help="side of the memory benchmark's float32 image (default 8192)")
     bench.add_argument("--memory-model", default="l2l-twolabel",
                        help="model of the memory benchmark: a bundled name, a package, or paper:FAMILY")
+    bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                       help="precision of the throughput, tiling, MC and memory sections (the precision section "
+                            "always compares both)")
     bench.set_defaults(handler=_bench)
 
     models = commands.add_parser("models", help="list bundled models and the given model packages")

@@ -11,7 +11,10 @@ instead of a full-size weight image.
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import math
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -19,6 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import __version__
 from .errors import Cancelled, NanoscopyError
@@ -32,13 +36,27 @@ MIN_TILE = 2 * BLEND_WIDTH
 # such models run untiled up to this size, and are tiled (approximately) only beyond it.
 GLOBAL_CONTEXT_TILE = 2048
 PERCENTILE_SAMPLE = 1 << 22  # pixels; larger planes are subsampled on a regular grid for percentiles
-# Pixels of input (batch x window area) per forward pass; bounds activation memory.
-BATCH_PIXELS = {"cpu": 1 << 21, "cuda": 1 << 23, "mps": 1 << 22}
-# Pixels of input per forward pass when batching windows (MC samples, small tiles). On a CPU a
-# batch of large windows runs slower per sample than one window at a time (activations fall out
-# of cache: 10 samples of 512x512 took 2x longer in batches of 8 than one by one, measured with
-# `napari-nanoscopy bench`), while small windows gain from batching (3x at 64x64).
-MC_BATCH_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 23, "mps": 1 << 22}
+# Pixels of input (batch x window area) per forward pass: the largest window the automatic tiling
+# uses for speed (a 2048x2048 image is one window on a CPU); memory may cap it lower (below).
+BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
+PRECISIONS = ("fp32", "bf16")
+# Memory of a restoration on the host: at most max(PEAK_FACTOR x its input, SMALL_JOB_BYTES) in all
+# (input, outputs, network activations), so large images stay near 3x their size (the 0.25 margin
+# is for the allocator and the window copies) while small ones may use big, cheap-to-tile windows.
+PEAK_FACTOR = 2.75
+SMALL_JOB_BYTES = 704 << 20  # = PEAK_FACTOR x an 8192x8192 float32 image
+MIN_ACTIVATION_BYTES = 64 << 20  # the activations always get this much, whatever the rule gives
+AVAILABLE_FRACTION = 0.5  # of the memory available now (host RAM, or the GPU's free memory)
+# Memory frugality may cost at most this many computed pixels per image pixel (wide-halo models
+# in small windows would otherwise recompute halos several times over); beyond it the windows
+# grow, within AVAILABLE_FRACTION of the available memory.
+MAX_MEMORY_OVERHEAD = 2.0
+PROBE_SIZE = 64  # pixels: side of the window whose forward pass measures activation bytes per pixel
+# Pixels of input per forward pass when batching windows (MC samples, small tiles), within the
+# memory budget too. With NCHW convolutions a CPU ran batches of large windows slower than one
+# window at a time; channels-last turned that round (10 samples of 512x512 in one batch: 1.6x
+# faster than one by one in float32, 2.3x in bfloat16; docs/performance.md).
+MC_BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -218,6 +236,7 @@ class _AxisPlan:
     weights: list[np.ndarray]  # per window, weights over the image pixels it covers (already normalised)
     spans: list[tuple[int, int]]  # per window, the image pixel range [a, b) its weights cover
     lengths: list[int] = field(default_factory=list)  # per window, its length (``window`` unless trimmed)
+    core: int = 0  # the core size the plan was made for
 
 
 def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, trim: bool = False) -> _AxisPlan:
@@ -231,18 +250,23 @@ def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, tri
     image), which computes fewer pixels for the same result.
     """
     padded = _round_up(length, multiple)
-    if core + 2 * halo >= padded:
+    core_starts = list(range(0, length, core))
+    if len(core_starts) > 1 and length - core_starts[-1] < blend:
+        core_starts.pop()  # a last core narrower than the cross-fade joins its neighbour (its window grows)
+    if core + 2 * halo >= padded or len(core_starts) == 1:
         core_starts, window, starts, lengths = [0], padded, [0], [padded]
     else:
-        core_starts = list(range(0, length, core))
         window = core + 2 * halo
         if trim:
             starts = [max(start - halo, 0) for start in core_starts]
             lengths = [min(start + core + halo, padded) - begin for start, begin in zip(core_starts, starts)]
-            window = max(lengths)
         else:
             starts = [min(max(start - halo, 0), padded - window) for start in core_starts]
             lengths = [window] * len(starts)
+        if starts[-1] + lengths[-1] < padded:  # the joined last core: its window reaches the image's end
+            starts[-1] = max(core_starts[-1] - halo, 0)
+            lengths[-1] = padded - starts[-1]
+        window = max(lengths)
     raw = []
     for index, start in enumerate(core_starts):
         last = index == len(core_starts) - 1
@@ -263,6 +287,7 @@ def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, tri
         weights=[(w / total[a:b]).astype(np.float32) for a, b, w in raw],
         spans=[(a, b) for a, b, _ in raw],
         lengths=lengths,
+        core=core,
     )
 
 
@@ -306,6 +331,90 @@ def _auto_cores(shape: tuple[int, int], halo: int, multiple: int, budget: int) -
     return best[1]
 
 
+def _computed_pixels(plans) -> float:
+    """Window pixels a plan computes per image pixel (1.0 = no tiling overhead)."""
+    plan_y, plan_x = plans
+    length_y, length_x = plan_y.spans[-1][1], plan_x.spans[-1][1]
+    return sum(plan_y.lengths) * sum(plan_x.lengths) / (length_y * length_x)
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+class _PeakTensorBytes(TorchDispatchMode):
+    """The peak bytes of live tensor storages created by the operations run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.created: list[weakref.ref] = []
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in torch.utils._pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                self.created.append(weakref.ref(tensor))
+        self.created = [ref for ref in self.created if ref() is not None]
+        storages = {}  # views share a storage: count each once
+        for ref in self.created:
+            storage = ref().untyped_storage()
+            storages[storage._cdata] = storage.nbytes()
+        self.peak = max(self.peak, sum(storages.values()))
+        return out
+
+
+def _available_memory() -> int | None:
+    """Bytes of host memory available now (Linux /proc/meminfo, else psutil), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _load_malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc (Linux); elsewhere there is nothing to do
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the OS between batches.
+
+    glibc keeps freed blocks below its (growing) mmap threshold in the heap, and windows of
+    changing shapes fragment it, so without this the resident memory of a long tiled run grows
+    well past its live arrays (measured: 4.1x instead of about 2.75x the input at 8192x8192).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _bf16_problem(device: torch.device) -> str | None:
+    """Why bfloat16 would not help on ``device`` (None when it is supported natively)."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return None
+        return f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic"
+    if device.type == "cpu":
+        # Without AVX-512 BF16 or AMX the CPU emulates bfloat16, which is slower than float32.
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        if any(getattr(torch.cpu, check, lambda: False)() for check in checks):
+            return None
+        return "this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)"
+    return f"bfloat16 restoration is not supported on {device.type} devices here"
+
+
 class _Network(nn.Module):
     """Generator followed by the task network (when there is one), as one tiled unit."""
 
@@ -322,14 +431,34 @@ class _Network(nn.Module):
 class Restorer:
     """Apply one model package to images of any size, with Monte-Carlo uncertainty."""
 
-    def __init__(self, model: ModelPackage | str, device: str | torch.device | None = "auto", mc_mode: str = "dropout"):
+    def __init__(self, model: ModelPackage | str, device: str | torch.device | None = "auto", mc_mode: str = "dropout",
+                 precision: str = "fp32"):
+        """``precision``: ``"fp32"`` (default) or ``"bf16"``, bfloat16 weights and activations (about
+        2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs; outputs stay float32, within
+        about 0.02 of float32 on a [-1, 1] output, see docs/performance.md)."""
         if mc_mode not in MC_MODES:
             raise NanoscopyError(f"mc_mode must be one of {', '.join(MC_MODES)}, not '{mc_mode}'.")
+        if precision not in PRECISIONS:
+            raise NanoscopyError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
         self.package = model if isinstance(model, ModelPackage) else load_model(model)
         self.card = self.package.card
         self.device = resolve_device(device)
         self.mc_mode = mc_mode
-        self.network = _Network(self.package.generator, self.package.task_network).to(self.device).eval()
+        self.precision = precision
+        if precision == "bf16" and (problem := _bf16_problem(self.device)) is not None:
+            raise NanoscopyError(
+                f"bf16 precision needs native bfloat16 support, but {problem}; use precision fp32 (the default) "
+                "or a device that has it (a CPU with AVX-512 BF16 or AMX, or a CUDA GPU of compute capability 8 or newer)."
+            )
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        # Channels-last (NHWC) convolutions are faster on CPUs and GPUs (measured per family in
+        # docs/performance.md); results agree with the NCHW ones to float32 rounding.
+        self.memory_format = torch.channels_last if self.device.type in ("cpu", "cuda") else torch.contiguous_format
+        network = _Network(self.package.generator, self.package.task_network)
+        if self.dtype != torch.float32:
+            network = copy.deepcopy(network)  # the package keeps its float32 weights
+        self.network = network.to(self.device, dtype=self.dtype, memory_format=self.memory_format).eval()
+        self._probed_bytes: float | None = None
         generator, task_network = self.package.generator, self.package.task_network
         self.in_channels = generator.in_channels
         self.out_channels = generator.out_channels
@@ -381,26 +510,15 @@ class Restorer:
                 f"The image is {height}x{width} pixels ({model_shape[0]}x{model_shape[1]} at the model's pixel size), "
                 f"smaller than the {MIN_SIZE}x{MIN_SIZE} minimum; give a larger field of view."
             )
-        if tile_size is None:  # the tiling that computes the fewest pixels within one forward pass's budget
-            cores = _auto_cores(model_shape, self.halo, self.size_multiple, self._window_budget())
-        else:
-            cores = (self._core_size(tile_size),) * 2
-        core = max(cores)
-        trim = tile_size is None  # a given tile size keeps every window the same size
-        plans = (
-            _plan_axis(model_shape[0], cores[0], self.halo, BLEND_WIDTH, self.size_multiple, trim),
-            _plan_axis(model_shape[1], cores[1], self.halo, BLEND_WIDTH, self.size_multiple, trim),
-        )
         passes = samples if self.stochastic else 1  # without dropout every sample is the same
-        window_pixels = plans[0].window * plans[1].window
         if self.mc_mode == "train" and passes > 1:
-            batch = 1  # the public code's behaviour: BatchNorm statistics of one image at a time
-        elif batch_size is not None:
-            if batch_size < 1:
-                raise NanoscopyError(f"The batch size must be at least 1, not {batch_size}.")
-            batch = batch_size
-        else:
-            batch = max(1, MC_BATCH_PIXELS.get(self.device.type, 1 << 18) // window_pixels)
+            batch_size = 1  # the public code's behaviour: BatchNorm statistics of one image at a time
+        elif batch_size is not None and batch_size < 1:
+            raise NanoscopyError(f"The batch size must be at least 1, not {batch_size}.")
+        plans, batch = self.plan(model_shape, tile_size=tile_size, samples=samples, keep_samples=keep_samples,
+                                 frames=len(frames), image_shape=(height, width))
+        batch = batch_size or batch
+        core = max(plans[0].core, plans[1].core)
         n_tiles = len(plans[0].starts) * len(plans[1].starts)
         total_steps = len(_batches(plans, passes, batch)) * len(frames)
 
@@ -467,7 +585,8 @@ class Restorer:
         return self._result(
             lead_shape, mean, std, sample_out, task_mean, task_sample_out,
             dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=core, batch_size=batch,
-                 zoom=factor, seed=seed, stochastic_passes=passes, windows=n_tiles),
+                 zoom=factor, seed=seed, stochastic_passes=passes, windows=n_tiles, precision=self.precision,
+                 computed_pixels=round(_computed_pixels(plans), 4)),
         )
 
     @staticmethod
@@ -554,19 +673,101 @@ class Restorer:
         factor = pixel_size_nm / self.card.pixel_size_nm
         return 1.0 if abs(factor - 1.0) < 1e-3 else factor
 
-    def _window_budget(self) -> int:
-        """Pixels one automatic window may have (TCAN-like models: at least the untiled size)."""
-        budget = BATCH_PIXELS.get(self.device.type, 1 << 21)
-        return max(budget, GLOBAL_CONTEXT_TILE**2) if self.global_context else budget
+    def plan(self, model_shape: tuple[int, int], *, tile_size: int | None = None, samples: int = 1,
+             keep_samples: bool = False, frames: int = 1, image_shape: tuple[int, int] | None = None):
+        """The tiling (Y and X axis plans) and the automatic batch size for one restoration.
 
-    def _core_size(self, tile_size: int | None) -> int:
-        if tile_size is None:
-            # The largest window one forward pass may take; bigger tiles waste less on halos.
-            budget = int(math.sqrt(BATCH_PIXELS.get(self.device.type, 1 << 21)))
-            if self.global_context:
-                budget = max(budget, GLOBAL_CONTEXT_TILE)
-            core = (budget - 2 * self.halo) // self.size_multiple * self.size_multiple
-            return max(core, _round_up(MIN_TILE, self.size_multiple))
+        ``model_shape`` is the image at the model's pixel size, ``image_shape`` at its own (the
+        outputs' grid; default the same). A given ``tile_size`` keeps every window the same size.
+        Otherwise the windows are the fewest computed pixels within a memory budget (see
+        :meth:`activation_allowance`), never larger than one forward pass's speed budget.
+        """
+        image_shape = tuple(image_shape or model_shape)
+        passes = samples if self.stochastic else 1
+        allowance = self.activation_allowance(model_shape, image_shape, samples, keep_samples, frames)
+        item_bytes, tile_bytes = self._window_bytes(passes)
+        if tile_size is not None:
+            core = self._given_core(tile_size)
+            plans = self._plans(model_shape, (core, core), trim=False)
+        else:
+            speed_cap = BATCH_PIXELS.get(self.device.type, 1 << 21)
+            budget = min(speed_cap, int(allowance / (item_bytes + tile_bytes)))
+            hard = self.activation_allowance(model_shape, image_shape, samples, keep_samples, frames, hard=True)
+            hard_cap = min(speed_cap, int(hard / (item_bytes + tile_bytes)))
+            if self.global_context:  # Fourier attention sees the whole field: untiled up to its size
+                budget = max(budget, GLOBAL_CONTEXT_TILE**2)
+            plans = self._auto_plans(model_shape, budget)
+            while _computed_pixels(plans) > MAX_MEMORY_OVERHEAD and budget < hard_cap:
+                budget = min(2 * budget, hard_cap)
+                plans = self._auto_plans(model_shape, budget)
+            allowance = max(allowance, budget * (item_bytes + tile_bytes))
+        window_pixels = plans[0].window * plans[1].window
+        fits = (allowance - window_pixels * tile_bytes) // (window_pixels * item_bytes)
+        batch = int(max(1, min(MC_BATCH_PIXELS.get(self.device.type, 1 << 22) // window_pixels, fits)))
+        return plans, batch
+
+    def _auto_plans(self, model_shape, budget: int):
+        cores = _auto_cores(model_shape, self.halo, self.size_multiple, budget)
+        return self._plans(model_shape, cores, trim=True)
+
+    def _plans(self, model_shape, cores, trim: bool):
+        return tuple(_plan_axis(length, core, self.halo, BLEND_WIDTH, self.size_multiple, trim)
+                     for length, core in zip(model_shape, cores))
+
+    def activation_allowance(self, model_shape, image_shape, samples: int = 1, keep_samples: bool = False,
+                             frames: int = 1, hard: bool = False) -> int:
+        """Bytes the network's activations (one batch of windows) may take in this restoration.
+
+        On a GPU: ``AVAILABLE_FRACTION`` of its free memory. On the host, the whole restoration
+        (input, outputs, activations) stays within max(``PEAK_FACTOR`` x the input's float32 size,
+        ``SMALL_JOB_BYTES``), never below ``MIN_ACTIVATION_BYTES`` and never above
+        ``AVAILABLE_FRACTION`` of the memory available (``hard``: that last limit only).
+        """
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(AVAILABLE_FRACTION * free)
+        plane = 4 * image_shape[0] * image_shape[1]  # one float32 plane on the output grid
+        input_bytes = frames * self.in_channels * plane
+        outputs = self.out_channels * (1 + (samples > 1) + (samples if keep_samples else 0))
+        outputs += len(self.task_names) * (1 + (samples if keep_samples else 0))
+        fixed = input_bytes + frames * outputs * plane
+        if tuple(model_shape) != tuple(image_shape):  # a resampled copy and accumulators at the model's size
+            fixed += 4 * model_shape[0] * model_shape[1] * (self.in_channels + outputs)
+        available = _available_memory()
+        limit = None if available is None else int(AVAILABLE_FRACTION * max(available - frames * outputs * plane, 0))
+        if hard:
+            return max(MIN_ACTIVATION_BYTES, limit) if limit is not None else 1 << 62
+        allowance = max(MIN_ACTIVATION_BYTES, int(max(PEAK_FACTOR * input_bytes, SMALL_JOB_BYTES) - fixed))
+        return max(MIN_ACTIVATION_BYTES, min(allowance, limit)) if limit is not None else allowance
+
+    def _window_bytes(self, passes: int) -> tuple[float, float]:
+        """Bytes per window pixel: per batch item (activations and copies) and per tile (its samples)."""
+        outputs = self.out_channels + len(self.task_names)
+        # the window and its batch tensor; each output copied off the device and made contiguous
+        item = self.activation_bytes_per_pixel() + 4 * (2 * self.in_channels + 2 * outputs)
+        # a tile's samples wait until all are done, then blend with a few tile-sized temporaries
+        return item, 4.0 * outputs * (passes + 3)
+
+    def activation_bytes_per_pixel(self) -> float:
+        """Peak bytes of network activations per window pixel, measured once on a small window.
+
+        Activations grow with the window's area, so one forward pass of a ``PROBE_SIZE`` window
+        on this device, in this precision and memory format (with dropout active when the model
+        has it), with its live tensors counted, gives the bytes per pixel of any window (a little
+        more: the padding is a larger share of a small window).
+        """
+        if self._probed_bytes is None:
+            side = _round_up(PROBE_SIZE, self.size_multiple)
+            probe = torch.zeros((1, self.in_channels, side, side), device=self.device, dtype=self.dtype)
+            probe = probe.contiguous(memory_format=self.memory_format)
+            counter = _PeakTensorBytes()
+            mode = self.mc_mode if self.stochastic else None
+            with torch.inference_mode(), sampling_mode(self.network, mode), self._rng(0), counter:
+                self.network.forward(probe)  # not __call__: hooks on the network see only real windows
+            self._probed_bytes = counter.peak / (side * side)
+        return self._probed_bytes
+
+    def _given_core(self, tile_size: int) -> int:
         if tile_size < MIN_TILE:
             raise NanoscopyError(
                 f"The tile size must be at least {MIN_TILE} pixels, not {tile_size}; "
@@ -717,14 +918,17 @@ class _FrameRun:
                             plan_y.starts[iy], plan_x.starts[ix], plan_y.lengths[iy], plan_x.lengths[ix]
                         )
                 batch = torch.from_numpy(np.stack([windows[tile] for tile, _ in chunk])).to(restorer.device)
+                batch = batch.to(dtype=restorer.dtype, memory_format=restorer.memory_format)
                 restored, task = restorer.network(batch)
-                restored = restored.float().cpu().numpy()
-                task = None if task is None else task.float().cpu().numpy()
+                restored = restored.float().cpu().contiguous().numpy()
+                task = None if task is None else task.float().cpu().contiguous().numpy()
                 for position, (tile, k) in enumerate(chunk):
                     outputs = pending.setdefault(tile, [])
                     outputs.append((k, restored[position], None if task is None else task[position]))
                     if len(outputs) == self.passes:
                         self._blend(tile, pending.pop(tile))
+                del batch, restored, task, windows
+                _release_freed_memory()
 
     def _blend(self, tile: tuple[int, int], outputs: list) -> None:
         plan_y, plan_x = self.plans
@@ -796,6 +1000,8 @@ def _sample_mean(arrays: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", **options) -> RestorationResult:
-    """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :meth:`Restorer.restore`."""
-    return Restorer(model, device=device).restore(image, **options)
+def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", precision: str = "fp32",
+            **options) -> RestorationResult:
+    """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :class:`Restorer`
+    for ``precision`` and :meth:`Restorer.restore` for the options."""
+    return Restorer(model, device=device, precision=precision).restore(image, **options)
