@@ -41,10 +41,10 @@ PERCENTILE_SAMPLE = 1 << 22  # pixels; larger planes are subsampled on a regular
 BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
 PRECISIONS = ("fp32", "bf16")
 # Memory of a restoration on the host: at most max(PEAK_FACTOR x its input, SMALL_JOB_BYTES) in all
-# (input, outputs, network activations), so large images stay near 3x their size (the 0.25 margin
+# (input, outputs, network activations), so large images stay near 3x their size (the 0.5 margin
 # is for the allocator and the window copies) while small ones may use big, cheap-to-tile windows.
-PEAK_FACTOR = 2.75
-SMALL_JOB_BYTES = 704 << 20  # = PEAK_FACTOR x an 8192x8192 float32 image
+PEAK_FACTOR = 2.5
+SMALL_JOB_BYTES = 640 << 20  # = PEAK_FACTOR x an 8192x8192 float32 image
 MIN_ACTIVATION_BYTES = 64 << 20  # the activations always get this much, whatever the rule gives
 AVAILABLE_FRACTION = 0.5  # of the memory available now (host RAM, or the GPU's free memory)
 # Memory frugality may cost at most this many computed pixels per image pixel (wide-halo models
