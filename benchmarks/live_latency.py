@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow")
     parser.add_argument("--policy", choices=("dice", "variability"), default="dice")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--generator", default="tagan-live-factin", help="with --models bundled: name, folder or .zip")
     parser.add_argument("--segmenter", default="unet-live-factin", help="with --models bundled: name, folder or .zip")
     parser.add_argument("--json", action="store_true")
@@ -115,7 +116,8 @@ def main() -> None:
         generator, segmenter = random_models(args.models)
     confocal, sted = field(args.size)
     settings = LiveSettings(policy=args.policy, samples=args.samples, disparity=args.disparity, patch=args.patch,
-                            roi=args.roi, device=args.device, initial_reference=True, final_reference=False)
+                            roi=args.roi, device=args.device, precision=args.precision, initial_reference=True,
+                            final_reference=False)
     with tempfile.TemporaryDirectory() as folder:
         pipeline = LivePipeline(ReplayAdapter(confocal, sted), Path(folder) / "session", settings,
                                 generator=generator, segmenter=segmenter)
@@ -134,7 +136,7 @@ def main() -> None:
         "models": {"generator": generator.card.name, "generator_kwargs": generator.card.generator,
                    "segmenter": segmenter.card.name, "segmenter_kwargs": segmenter.card.task_network},
         "field": f"{args.size}x{args.size}, ROI {args.roi}, patch {args.patch}, {args.samples} samples, "
-                 f"disparity {args.disparity}, policy {args.policy}",
+                 f"disparity {args.disparity}, policy {args.policy}, precision {args.precision}",
         "frames_timed": len(records),
         "latency_s": table,
         "state": summary["state"],

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from napari_nanoscopy.errors import NanoscopyError
+from napari_nanoscopy.inference import _bf16_problem
 from napari_nanoscopy.io import read_image
 from napari_nanoscopy.live import (
     CONFOCAL,
@@ -345,11 +346,26 @@ def test_a_stopped_session_resumes_from_disk_with_its_reference_and_budget(live_
         (dict(segment_class="spines"), "rings, fibres"),
         (dict(threshold=2.0), "from 0 to 1"),
         (dict(reference="last"), "sted, synthetic"),
+        (dict(precision="fp16"), "fp32, bf16"),
     ],
 )
 def test_bad_live_settings_are_refused(overrides, message, live_models, tmp_path):
     with pytest.raises(NanoscopyError, match=message):
         LivePipeline(simulator(frames=1), tmp_path / "s", settings(live_models, **overrides))
+
+
+@pytest.mark.skipif(_bf16_problem(torch.device("cpu")) is not None, reason="no native bfloat16 on this CPU")
+def test_bf16_runs_both_networks_in_bfloat16_and_scores_like_fp32(live_models, tmp_path):
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        pipeline = LivePipeline(simulator(frames=2), tmp_path / precision, settings(live_models, precision=precision))
+        assert pipeline.generator.dtype == pipeline.segmenter.dtype == (
+            torch.bfloat16 if precision == "bf16" else torch.float32)
+        assert pipeline.run(2)["state"] == "done"
+        pipeline.close()
+        scores[precision] = [d["score"] for d in read_session(tmp_path / precision).records_of("decision")]
+    assert len(scores["bf16"]) == 2
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.05)
 
 
 def test_models_must_be_a_live_generator_and_a_segmenter(live_models, tmp_path):

@@ -53,10 +53,11 @@ AVAILABLE_FRACTION = 0.5  # of the memory available now (host RAM, or the GPU's 
 MAX_MEMORY_OVERHEAD = 2.0
 PROBE_SIZE = 64  # pixels: side of the window whose forward pass measures activation bytes per pixel
 # Pixels of input per forward pass when batching windows (MC samples, small tiles), within the
-# memory budget too. With NCHW convolutions a CPU ran batches of large windows slower than one
-# window at a time; channels-last turned that round (10 samples of 512x512 in one batch: 1.6x
-# faster than one by one in float32, 2.3x in bfloat16; docs/performance.md).
-MC_BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
+# memory budget too. On an idle 2-core CPU, 10 samples of a 500x500 image (tagan-live-factin,
+# channels-last) took 4.0-4.3 s in one batch and 2.9 s one window at a time in float32 (equal in
+# bfloat16): large windows leave the caches, so a CPU batches only small ones (64x64 tiles);
+# batching 512x512 looked 1.6x faster only on a heavily shared CPU (docs/performance.md).
+MC_BATCH_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 23, "mps": 1 << 22}
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -906,6 +907,9 @@ class _FrameRun:
         restorer = self.restorer
         plan_y, plan_x = self.plans
         mode = restorer.mc_mode if self.passes > 1 else None
+        # trimming returns a tiled run's fragmented heap; one window reuses its memory each pass
+        # (trimming there cost 0.3 s of 2.9 s per 10-sample 500x500 restoration: page faults)
+        tiled = len(plan_y.starts) * len(plan_x.starts) > 1
         pending: dict[tuple[int, int], list] = {}
         with torch.inference_mode(), sampling_mode(restorer.network, mode):
             for chunk in _batches(self.plans, self.passes, self.batch):
@@ -928,7 +932,8 @@ class _FrameRun:
                     if len(outputs) == self.passes:
                         self._blend(tile, pending.pop(tile))
                 del batch, restored, task, windows
-                _release_freed_memory()
+                if tiled:
+                    _release_freed_memory()
 
     def _blend(self, tile: tuple[int, int], outputs: list) -> None:
         plan_y, plan_x = self.plans

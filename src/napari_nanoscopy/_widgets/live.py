@@ -80,6 +80,10 @@ class LiveWidget(QWidget):
         self.reference_combo.setToolTip("dice and area compare with the segmentation of the last real STED (the "
                                         "paper) or with the synthetic one of the frame it was acquired at")
         self.samples_box = _spin(2, 100, 10)
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(["fp32", "bf16"])
+        self.precision_combo.setToolTip("bf16 runs both networks in bfloat16: about 1.7x faster on CPUs with "
+                                        "AVX-512 BF16 or AMX and on GPUs; refused where not supported")
         self.disparity_combo = QComboBox()
         self.disparity_combo.addItems(["optical-flow", "std"])
         self.patch_box = _spin(8, 2048, 100, " px")
@@ -116,6 +120,7 @@ class LiveWidget(QWidget):
         form.addRow("Threshold", self.threshold_box)
         form.addRow("Reference", self.reference_combo)
         form.addRow("MC samples", self.samples_box)
+        form.addRow("Precision", self.precision_combo)
         form.addRow("Disparity", self.disparity_combo)
         form.addRow("STED patch", self.patch_box)
         form.addRow("ROI", self.roi_box)
@@ -200,6 +205,7 @@ class LiveWidget(QWidget):
             samples=self.samples_box.value(), disparity=self.disparity_combo.currentText(),
             patch=self.patch_box.value(), roi=self.roi_box.value(), generator=self.generator_edit.text().strip(),
             segmenter=self.segmenter_edit.text().strip(), seed=self.seed_box.value(),
+            precision=self.precision_combo.currentText(),
         )
 
     def start(self) -> Job | None:

@@ -43,6 +43,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--generator", default="tagan-live-factin", help="TA-GAN Live model (name, folder or .zip)")
     live.add_argument("--segmenter", default="unet-live-factin", help="U-Net-Live model (name, folder or .zip)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    live.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                      help="fp32 (default) or bf16: both networks in bfloat16, faster where the CPU or GPU supports it")
     live.add_argument("--max-sted", type=int, help="most full STED images (references included) per --window")
     live.add_argument("--window", type=int, help="frames of the --max-sted window (default: the whole session)")
     live.add_argument("--max-dose", type=float, help="most photons sent into the sample per --window")
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     settings = LiveSettings(
         policy=args.policy, threshold=args.threshold, reference=args.reference, samples=args.samples, disparity=args.disparity,
         patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter, device=args.device,
+        precision=args.precision,
         seed=args.seed, initial_reference=not args.no_references, final_reference=not args.no_references,
         keep_extras=args.keep_extras,
     )
