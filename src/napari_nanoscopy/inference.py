@@ -323,8 +323,9 @@ def _auto_cores(shape: tuple[int, int], halo: int, multiple: int, budget: int) -
     depend on this choice beyond floating-point noise.
     """
     best = None
+    options_x = _axis_options(shape[1], halo, multiple)
     for core_y, window_y, total_y, n_y in _axis_options(shape[0], halo, multiple):
-        for core_x, window_x, total_x, n_x in _axis_options(shape[1], halo, multiple):
+        for core_x, window_x, total_x, n_x in options_x:
             area = window_y * window_x
             key = (area > budget, total_y * total_x if area <= budget else area, n_y * n_x)
             if best is None or key < best[0]:

@@ -90,29 +90,26 @@ class DicePolicy(Policy):
                 f"The reference segmentation is {reference.shape} but the synthetic one is {mean_mask.shape}; "
                 "both must cover the same ROI."
             )
-        score = float(dice(self._significant(mean_mask), self._significant(reference)))
-        trigger = score < self.threshold
-        reason = f"Dice {score:.3f} {'<' if trigger else '>='} {self.threshold:g}"
+        score, trigger, reason = self._score(self._significant(mean_mask), self._significant(reference))
         return Decision(self.name, score, self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
+
+    def _score(self, mask: np.ndarray, reference: np.ndarray) -> tuple[float, bool, str]:
+        score = float(dice(mask, reference))
+        trigger = score < self.threshold
+        return score, trigger, f"Dice {score:.3f} {'<' if trigger else '>='} {self.threshold:g}"
 
 
 class AreaPolicy(DicePolicy):
-    """Relative change of the segmented area; shares the dice policy's empty-mask rule."""
+    """Relative change of the segmented area; shares the dice policy's masks and empty-mask rule."""
 
     name = "area"
 
-    def decide(self, outputs, binarisation, reference):
-        outputs = _checked_outputs(outputs)
-        mean_mask = outputs.mean(axis=0) > binarisation
-        if reference is None:
-            return Decision(self.name, None, self.threshold, True, "no reference STED yet", {"mean_segmentation": mean_mask})
-        area = np.count_nonzero(self._significant(mean_mask))
-        reference_area = np.count_nonzero(self._significant(np.asarray(reference, dtype=bool)))
+    def _score(self, mask, reference):
+        area, reference_area = np.count_nonzero(mask), np.count_nonzero(reference)
         score = abs(area - reference_area) / (area + reference_area) if area + reference_area else 0.0
         trigger = score > self.threshold
-        reason = (f"area {area} px vs {reference_area} px: change {score:.3f} "
-                  f"{'>' if trigger else '<='} {self.threshold:g}")
-        return Decision(self.name, float(score), self.threshold, trigger, reason, {"mean_segmentation": mean_mask})
+        return float(score), trigger, (f"area {area} px vs {reference_area} px: change {score:.3f} "
+                                       f"{'>' if trigger else '<='} {self.threshold:g}")
 
 
 class VariabilityPolicy(Policy):
