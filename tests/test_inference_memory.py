@@ -10,6 +10,7 @@ from napari_nanoscopy import NanoscopyError, Restorer, restore
 from napari_nanoscopy import inference
 from napari_nanoscopy.inference import _plan_axis, _computed_pixels
 from napari_nanoscopy.models import build_generator
+from napari_nanoscopy.models.tagan import UnetGenerator
 from napari_nanoscopy.packages import ModelPackage
 
 from conftest import make_card, randomise_batchnorm
@@ -150,6 +151,49 @@ def test_cli_restore_precision(packages_dir, tmp_path, smooth_image, capsys):
         assert main(["restore", str(source), str(out), "--model", str(packages_dir / "l2l"), "--precision", "bf16"]) == 0
         restored = read_image(out)
         assert restored.metadata["precision"] == "bf16" and restored.data.dtype == np.float32
-    code = main(["restore", str(tmp_path), str(tmp_path / "restored"), "--model", str(packages_dir / "l2l"),
-                 "--precision", "bf16"])  # a folder: the batch path
-    assert code != 0 and "--precision bf16 works for one TIFF" in capsys.readouterr().err
+    folder = tmp_path / "restored"
+    code = main(["restore", str(tmp_path), str(folder), "--model", str(packages_dir / "l2l"),
+                 "--precision", "bf16", "--block", "64"])  # a folder, block by block: the batch path
+    if bf16_here:
+        assert code == 0
+        restored = read_image(folder / "confocal_restored.ome.tif")
+        assert restored.metadata["precision"] == "bf16" and restored.metadata["chunked"]
+    else:
+        assert code != 0 and "bf16 precision needs native bfloat16 support" in capsys.readouterr().err
+        assert not folder.exists() or not any(folder.iterdir())
+
+
+@pytest.mark.parametrize("build", [lambda: build_generator("tagan", **TINY["tagan"]),
+                                   lambda: UnetGenerator(1, 2, ngf=4, n_down=6, dropout=0.5)],
+                         ids=["resnet", "unet"])
+def test_folded_batchnorm_gives_the_same_dropout_samples(build):
+    """Convolution + BatchNorm folded into one convolution: same deterministic output, and the
+    same Monte-Carlo dropout samples from the same seed; the original network is untouched."""
+    network = randomise_batchnorm(build()).eval()
+    for m in network.modules():  # trained scales and shifts, not the initial 1 and 0
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    folded = inference._fold_batchnorm(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    x = torch.randn(2, network.in_channels, 64, 64)
+    with torch.inference_mode():
+        expected, got = network(x), folded(x)
+        assert torch.allclose(got, expected, atol=1e-5)
+        samples = []
+        for net in (network, folded):
+            with inference.sampling_mode(net, "dropout"):
+                torch.manual_seed(5)
+                samples.append(torch.stack([net(x) for _ in range(3)]))
+    assert not torch.allclose(samples[0][0], samples[0][1])  # dropout is active
+    assert torch.allclose(samples[1], samples[0], atol=1e-5)
+
+
+def test_train_mode_sampling_keeps_batchnorm(packages_dir):
+    """mc_mode "train" normalises with batch statistics, so its network is not folded."""
+    dropout = Restorer(str(packages_dir / "tagan-task"), device="cpu")
+    train = Restorer(dropout.package, device="cpu", mc_mode="train")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in dropout.network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in train.network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in dropout.package.generator.modules())

@@ -7,9 +7,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 from napari_nanoscopy import NanoscopyError, Restorer, load_model
 from napari_nanoscopy.cli import main
+from napari_nanoscopy.inference import _bf16_problem
 from napari_nanoscopy.io import read_image, write_image
 from napari_nanoscopy.large import (
     OmeZarrWriter,
@@ -51,6 +53,29 @@ def test_chunked_equals_in_memory(packages_dir, name):
     assert result.blocks == 2 * 3 * 3
     scale = float(np.abs(expected).max())
     np.testing.assert_allclose(result.mean, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+bf16_here = _bf16_problem(torch.device("cpu")) is None
+
+
+@pytest.mark.skipif(not bf16_here, reason="this CPU has no native bfloat16")
+def test_chunked_and_lazy_bf16_equal_in_memory_bf16(packages_dir):
+    """The precision of a Restorer passed in (or given) reaches every block."""
+    package = load_model(packages_dir / "l2l")
+    image = make_image((200, 230))
+    bf16 = Restorer(package, device="cpu", precision="bf16")
+    expected = bf16.restore(image, samples=1).mean
+    exact = Restorer(package, device="cpu").restore(image, samples=1).mean
+    chunked = restore_chunked(bf16, image, block=96, samples=1, device="cpu")
+    lazy = restore_dask(package, image, block=96, samples=1, device="cpu", precision="bf16").compute()
+    assert chunked.provenance["precision"] == "bf16"
+    scale = float(np.abs(expected).max())
+    for got in (chunked.mean, lazy):
+        # blocks differ from one window only where bfloat16 rounds a halo's sums differently
+        assert np.abs(got - expected).max() <= 0.01 * scale
+        assert np.abs(got - exact).max() > 1e-5 * scale  # bfloat16 did run, not float32
+    with pytest.raises(NanoscopyError, match="precision must be one of"):
+        restore_chunked(package, image, block=96, samples=1, device="cpu", precision="fp16")
 
 
 def test_ome_zarr_in_and_out_and_reads_stay_block_sized(packages_dir, tmp_path):

@@ -55,9 +55,6 @@ def _restore(args: argparse.Namespace) -> int:
     from .large import cli_restore, needs_batch
 
     if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
-        if args.precision != "fp32":
-            raise NanoscopyError("--precision bf16 works for one TIFF / OME-TIFF file at a time; restore folders, "
-                                 "OME-Zarr and blocks with the default --precision fp32.")
         return cli_restore(args, _Progress, PROG)
     source = _existing_file(args.input)
     outputs = {"restored": Path(args.output)}

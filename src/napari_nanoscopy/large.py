@@ -257,14 +257,23 @@ _RESTORER_CACHE = 4  # models kept ready per process
 _RESTORERS_LOCK = threading.Lock()
 
 
-def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str):
+def _precision_of(model, precision: str | None) -> str:
+    """``precision``, or when it is None that of ``model`` if it is a Restorer (else fp32)."""
+    from .inference import Restorer
+
+    if precision is not None:
+        return precision
+    return model.precision if isinstance(model, Restorer) else "fp32"
+
+
+def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str, precision: str = "fp32"):
     """The package and restorer of ``model`` (a Restorer, package, path or name) for an image
     that must already be at the model's pixel size; ``why_not`` ends the refusal's sentence."""
     from .inference import Restorer
     from .packages import ModelPackage, load_model
 
     package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
-    base = _restorer_for(package, device, mc_mode)
+    base = _restorer_for(package, device, mc_mode, precision)
     if base._zoom_factor(pixel_size_nm) != 1.0:
         raise NanoscopyError(
             f"The image has {pixel_size_nm:g} nm pixels but the model '{base.card.name}' works at "
@@ -273,30 +282,30 @@ def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str)
     return package, base
 
 
-def _restorer_for(package, device: str, mc_mode: str):
-    """One Restorer per (model, device, mode) and process, reused by every block it runs."""
+def _restorer_for(package, device: str, mc_mode: str, precision: str = "fp32"):
+    """One Restorer per (model, device, mode, precision) and process, reused by every block it runs."""
     from .inference import Restorer
 
     key = (package.card.name, package.card.weights_sha256, id(package) if not package.card.weights_sha256 else 0,
-           str(device), mc_mode)
+           str(device), mc_mode, precision)
     with _RESTORERS_LOCK:
         if key not in _RESTORERS:
             while len(_RESTORERS) >= _RESTORER_CACHE:
                 _RESTORERS.pop(next(iter(_RESTORERS)))  # the oldest
-            _RESTORERS[key] = Restorer(package, device=device, mc_mode=mc_mode)
+            _RESTORERS[key] = Restorer(package, device=device, mc_mode=mc_mode, precision=precision)
         return _RESTORERS[key]
 
 
 def restore_region(package, region: np.ndarray, normalization: dict, *, device: str = "auto",
                    mc_mode: str = "dropout", samples: int | None = None, seed: int | None = None,
                    tile_size: int | None = None, crop: tuple[slice, slice] | None = None,
-                   want_std: bool = False, want_labels: bool = False) -> dict[str, np.ndarray]:
+                   want_std: bool = False, want_labels: bool = False, precision: str = "fp32") -> dict[str, np.ndarray]:
     """Restore one region with a fixed (whole-plane) normalisation and return its cropped outputs.
 
     ``region`` is (Y, X) or (C, Y, X) for models with several inputs. This is the function dask
     workers run; it holds no state except a cached Restorer per process.
     """
-    base = _restorer_for(package, device, mc_mode)
+    base = _restorer_for(package, device, mc_mode, precision)
     restorer = copy.copy(base)
     restorer.card = dataclasses.replace(base.card, normalization=normalization)
     channel_axis = 0 if base.in_channels > 1 else None
@@ -462,6 +471,7 @@ def restore_chunked(
     tile_size: int | None = None,
     device: str = "auto",
     mc_mode: str = "dropout",
+    precision: str | None = None,
     scheduler=None,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -474,11 +484,14 @@ def restore_chunked(
     the side of a block's core (default: 1024, or a multiple of the source's chunks); ``scheduler``
     runs the blocks on dask.distributed (an address, a Client, ``"local"`` or a worker count for
     an embedded LocalCluster). Peak memory is that of a few blocks and their margins.
+    ``precision`` is "fp32" or "bf16" (default: that of ``model`` when it is a Restorer, else fp32).
     """
+    precision = _precision_of(model, precision)
     package, base = _restorer_at_model_grid(
         model, device, mc_mode, pixel_size_nm,
         "chunked restoration does not resample. Resample the image to the model's pixel size first, or "
         "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers), which resamples.",
+        precision,
     )
     card = base.card
     shape = tuple(int(n) for n in source.shape)
@@ -555,7 +568,7 @@ def restore_chunked(
                 yield Block(plane=plane, index=index, core=core, region=region), data, normalization
 
     kwargs = dict(device=device, mc_mode=mc_mode, samples=samples, seed=seed, tile_size=tile_size,
-                  want_std=want_std, want_labels=want_labels)
+                  want_std=want_std, want_labels=want_labels, precision=precision)
     executor = _Executor(scheduler, package)
     try:
         executor.run(jobs(), kwargs, finished, step)
@@ -566,7 +579,7 @@ def restore_chunked(
     provenance = {
         "model": card.name, "family": card.family, "weights_sha256": card.weights_sha256,
         "model_pixel_size_nm": card.pixel_size_nm, "pixel_size_nm": pixel_size_nm, "samples": samples,
-        "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "chunked": True,
+        "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "precision": precision, "chunked": True,
         "block_size": block, "block_margin": margin, "blocks": total,
         "scheduler": None if scheduler is None else str(getattr(getattr(scheduler, "scheduler", None), "address", scheduler)),
         "napari_nanoscopy": __version__,
@@ -605,23 +618,24 @@ def _choose_block(block: int | None, source, multiple: int) -> int:
 
 def restore_dask(model, array, *, pixel_size_nm: float | None = None, samples: int | None = None,
                  seed: int | None = None, block: int | None = None, device: str = "auto",
-                 mc_mode: str = "dropout", output: str = "mean"):
+                 mc_mode: str = "dropout", output: str = "mean", precision: str | None = None):
     """A lazy dask array of the restored ``array`` (a dask or numpy array, (..., Y, X)).
 
     Nothing is restored until blocks are computed, so napari shows a restored view of a huge
     image by computing only the blocks on screen. Each plane's normalisation statistics are taken
     when the graph is built (one strided read of the plane). ``output`` is "mean", "std" or
     "labels". Computing the whole array with ``dask.compute`` or on a dask.distributed client
-    gives the same numbers as :func:`restore_chunked`.
+    gives the same numbers as :func:`restore_chunked`. ``precision`` as for :func:`restore_chunked`.
     """
     import dask
     import dask.array as da
 
     if output not in ("mean", "std", "labels"):
         raise NanoscopyError(f"output must be 'mean', 'std' or 'labels', not {output!r}.")
+    precision = _precision_of(model, precision)
     package, base = _restorer_at_model_grid(
         model, device, mc_mode, pixel_size_nm,
-        "lazy restoration does not resample. Resample the image to the model's pixel size first.",
+        "lazy restoration does not resample. Resample the image to the model's pixel size first.", precision,
     )
     card = base.card
     if output == "labels" and not card.task:
@@ -639,7 +653,7 @@ def restore_dask(model, array, *, pixel_size_nm: float | None = None, samples: i
     out_channels = base.out_channels if output != "labels" else 1
     dtype = np.uint8 if output == "labels" else np.float32
     kwargs = dict(device=device, mc_mode=mc_mode, samples=samples, tile_size=None,
-                  want_std=output == "std", want_labels=output == "labels")
+                  want_std=output == "std", want_labels=output == "labels", precision=precision)
 
     def run(region, normalization, blk):
         result = restore_region(package, np.asarray(region), normalization, crop=blk.crop,
@@ -754,7 +768,7 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
             if path.exists() and not args.overwrite:
                 raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
 
-    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode)
+    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision)
     if args.segmentation and not restorer.card.task:
         raise NanoscopyError(
             f"The model '{restorer.card.name}' has no task network, so there is no segmentation to write; "
@@ -866,7 +880,8 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
             chunk_result = restore_chunked(
                 restorer, data, sinks["restored"], std_out=sinks.get("uncertainty"), labels_out=sinks.get("segmentation"),
                 pixel_size_nm=pixel, samples=args.samples, seed=args.seed, block=getattr(args, "block", None),
-                tile_size=args.tile, device=args.device, mc_mode=args.mc_mode, scheduler=scheduler, progress=progress,
+                tile_size=args.tile, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
+                scheduler=scheduler, progress=progress,
             )
             provenance = {**provenance_base, **chunk_result.provenance}
             zarr = _zarr()
@@ -917,8 +932,8 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
 # --- one image on a remote worker (the live pipeline's GPU computer) --------------------------
 
 
-def _remote_restore(package, image: np.ndarray, device: str, mc_mode: str, options: dict):
-    restorer = _restorer_for(package, device, mc_mode)
+def _remote_restore(package, image: np.ndarray, device: str, mc_mode: str, options: dict, precision: str = "fp32"):
+    restorer = _restorer_for(package, device, mc_mode, precision)
     with _RESTORE_LOCKS.setdefault(id(restorer), threading.Lock()):
         return restorer.restore(image, **options)
 
@@ -931,20 +946,24 @@ class RemoteRestorer:
     :class:`~napari_nanoscopy.inference.RestorationResult`, computed by the same code on the
     worker (the model is sent there once). ``scheduler`` is an address (``tcp://gpu-box:8786``),
     a ``Client``, or ``"local"`` / a worker count for an embedded LocalCluster; ``worker``
-    pins the work to one worker's address. ``progress`` is called once the result is back and
+    pins the work to one worker's address; ``precision`` ("fp32" or "bf16") is the worker's
+    Restorer's (the worker must support bf16 natively). ``progress`` is called once the result is back and
     ``should_cancel`` is polled before sending. The live pipeline can use it wherever it holds
     a Restorer (its ``generator`` and ``segmenter``).
     """
 
-    def __init__(self, model, scheduler, *, device: str = "auto", mc_mode: str = "dropout", worker: str | None = None):
-        from .inference import MC_MODES, Restorer
+    def __init__(self, model, scheduler, *, device: str = "auto", mc_mode: str = "dropout", worker: str | None = None,
+                 precision: str = "fp32"):
+        from .inference import MC_MODES, PRECISIONS, Restorer
         from .packages import ModelPackage, load_model
 
         if mc_mode not in MC_MODES:
             raise NanoscopyError(f"mc_mode must be one of {', '.join(MC_MODES)}, not '{mc_mode}'.")
+        if precision not in PRECISIONS:
+            raise NanoscopyError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
         package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
         self.package, self.card = package, package.card
-        self.device, self.mc_mode, self.worker = device, mc_mode, worker
+        self.device, self.mc_mode, self.worker, self.precision = device, mc_mode, worker, precision
         generator = package.generator
         self.in_channels, self.out_channels = generator.in_channels, generator.out_channels
         self.task_names = list(self.card.task["outputs"]) if self.card.task else []
@@ -955,7 +974,8 @@ class RemoteRestorer:
             raise Cancelled("Restoration cancelled.")
         client = self._executor.client
         future = client.submit(_remote_restore, self._executor.remote_package, np.asarray(image), self.device,
-                               self.mc_mode, options, pure=False, workers=[self.worker] if self.worker else None)
+                               self.mc_mode, options, self.precision, pure=False,
+                               workers=[self.worker] if self.worker else None)
         try:
             result = future.result()
         except NanoscopyError:
@@ -994,7 +1014,7 @@ def use_remote_workers(pipeline, scheduler, *, device: str = "auto", worker: str
     segmenter Restorers are replaced by :class:`RemoteRestorer` s on ``scheduler`` (pinned to
     ``worker`` if given), so every frame's Monte-Carlo samples and segmentations are computed
     there (a GPU computer next to the microscope) while acquisition, decisions and recording stay
-    here. Results are the same as local inference with the same seeds.
+    here, in the pipeline's precision. Results are the same as local inference with the same seeds.
     """
     executor = _Executor(scheduler, None)
     restorers = []
@@ -1002,7 +1022,7 @@ def use_remote_workers(pipeline, scheduler, *, device: str = "auto", worker: str
         local = getattr(pipeline, name)
         remote = RemoteRestorer.__new__(RemoteRestorer)
         remote.package, remote.card = local.package, local.card
-        remote.device, remote.mc_mode, remote.worker = device, local.mc_mode, worker
+        remote.device, remote.mc_mode, remote.worker, remote.precision = device, local.mc_mode, worker, local.precision
         remote.in_channels, remote.out_channels, remote.task_names = local.in_channels, local.out_channels, local.task_names
         remote._executor = _SharedExecutor(executor, local.package)
         setattr(pipeline, name, remote)
