@@ -346,6 +346,7 @@ def test_a_stopped_session_resumes_from_disk_with_its_reference_and_budget(live_
         (dict(segment_class="spines"), "rings, fibres"),
         (dict(threshold=2.0), "from 0 to 1"),
         (dict(reference="last"), "sted, synthetic"),
+        (dict(policy="variability", reference="synthetic"), "compares with no reference"),
         (dict(precision="fp16"), "fp32, bf16"),
     ],
 )

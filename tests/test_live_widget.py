@@ -66,6 +66,20 @@ def test_live_widget_runs_the_simulator_and_streams_layers(make_napari_viewer, q
     widget.close()
 
 
+def test_live_widget_reference_only_for_the_policies_that_use_one(make_napari_viewer):
+    from napari_nanoscopy._widgets.live import LiveWidget
+
+    widget = LiveWidget(make_napari_viewer())
+    widget.reference_combo.setCurrentText("synthetic")
+    widget.policy_combo.setCurrentText("variability")
+    assert not widget.reference_combo.isEnabled()
+    assert widget.settings().reference == "sted"
+    widget.settings().check()
+    widget.policy_combo.setCurrentText("area")
+    assert widget.reference_combo.isEnabled() and widget.settings().reference == "synthetic"
+    widget.close()
+
+
 def test_live_widget_reports_a_bad_model_without_starting(make_napari_viewer, qtbot, live_models, tmp_path):
     from napari_nanoscopy._widgets.live import LiveWidget
 

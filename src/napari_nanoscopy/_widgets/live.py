@@ -143,6 +143,7 @@ class LiveWidget(QWidget):
 
         self.connect_button.clicked.connect(self.connect_adapter)
         self.arm_box.toggled.connect(self._arm_toggled)
+        self.policy_combo.currentTextChanged.connect(self._policy_changed)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.pause)
         self.stop_button.clicked.connect(self.stop)
@@ -196,12 +197,16 @@ class LiveWidget(QWidget):
 
     # -- running ------------------------------------------------------------------------------
 
+    def _policy_changed(self, policy: str) -> None:
+        # the variability policy compares with no reference
+        self.reference_combo.setEnabled(policy != "variability")
+
     def settings(self):
         from ..live.pipeline import LiveSettings
 
         return LiveSettings(
             policy=self.policy_combo.currentText(), threshold=self.threshold_box.value(),
-            reference=self.reference_combo.currentText(),
+            reference=self.reference_combo.currentText() if self.reference_combo.isEnabled() else "sted",
             samples=self.samples_box.value(), disparity=self.disparity_combo.currentText(),
             patch=self.patch_box.value(), roi=self.roi_box.value(), generator=self.generator_edit.text().strip(),
             segmenter=self.segmenter_edit.text().strip(), seed=self.seed_box.value(),

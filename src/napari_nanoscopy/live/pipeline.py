@@ -84,6 +84,12 @@ class LiveSettings:
         make_policy(self.policy, self.threshold)
         if self.reference not in REFERENCES:
             raise NanoscopyError(f"The reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}.")
+        if self.policy == "variability" and self.reference != "sted":
+            raise NanoscopyError(
+                "The variability policy scores the spread of the segmentation samples and compares with no "
+                f"reference, so reference {self.reference!r} would change nothing; use the dice or area policy "
+                "with it, or leave the reference at 'sted' (the default)."
+            )
         from napari_nanoscopy.inference import PRECISIONS  # imports torch: not at module import
 
         if self.precision not in PRECISIONS:
