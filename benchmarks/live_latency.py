@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--policy", choices=("dice", "variability"), default="dice")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both networks (LiveSettings.compile)")
     parser.add_argument("--generator", default="tagan-live-factin", help="with --models bundled: name, folder or .zip")
     parser.add_argument("--segmenter", default="unet-live-factin", help="with --models bundled: name, folder or .zip")
     parser.add_argument("--json", action="store_true")
@@ -116,12 +118,15 @@ def main() -> None:
         generator, segmenter = random_models(args.models)
     confocal, sted = field(args.size)
     settings = LiveSettings(policy=args.policy, samples=args.samples, disparity=args.disparity, patch=args.patch,
-                            roi=args.roi, device=args.device, precision=args.precision, initial_reference=True,
+                            roi=args.roi, device=args.device, precision=args.precision, compile=args.compile,
+                            initial_reference=True,
                             final_reference=False)
     with tempfile.TemporaryDirectory() as folder:
         pipeline = LivePipeline(ReplayAdapter(confocal, sted), Path(folder) / "session", settings,
                                 generator=generator, segmenter=segmenter)
-        pipeline.run(1)  # warm-up: numba compilation, first allocations
+        started = time.perf_counter()
+        pipeline.run(1)  # warm-up: numba compilation (torch.compile with --compile), first allocations
+        warm_up_s = time.perf_counter() - started
         warm = len(pipeline.results)
         summary = pipeline.run(1 + args.frames)
         pipeline.close()
@@ -136,7 +141,9 @@ def main() -> None:
         "models": {"generator": generator.card.name, "generator_kwargs": generator.card.generator,
                    "segmenter": segmenter.card.name, "segmenter_kwargs": segmenter.card.task_network},
         "field": f"{args.size}x{args.size}, ROI {args.roi}, patch {args.patch}, {args.samples} samples, "
-                 f"disparity {args.disparity}, policy {args.policy}, precision {args.precision}",
+                 f"disparity {args.disparity}, policy {args.policy}, precision {args.precision}"
+                 + (", compiled" if args.compile else ""),
+        "warm_up_frame_s": warm_up_s,
         "frames_timed": len(records),
         "latency_s": table,
         "state": summary["state"],
@@ -145,7 +152,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"Live decision latency, {result['field']}; {result['machine']}")
-    print(f"models: {result['models']['generator']} / {result['models']['segmenter']}; {len(records)} frames timed")
+    print(f"models: {result['models']['generator']} / {result['models']['segmenter']}; {len(records)} frames timed "
+          f"after a warm-up frame of {warm_up_s:.1f} s")
     print("| step | min (s) | median (s) |")
     print("|---|---|---|")
     for step in steps:

@@ -461,3 +461,21 @@ def test_a_crash_mid_session_loses_no_frame_and_leaves_a_valid_log(live_models, 
     assert resumed["state"] == "done"
     for name, mtime in before.items():
         assert (out / "frames" / name).stat().st_mtime_ns == mtime
+
+
+def test_compile_setting_reaches_both_networks(live_models, tmp_path, monkeypatch):
+    from napari_nanoscopy import inference
+
+    monkeypatch.setattr(inference, "_compile_problem", lambda device: None)
+    monkeypatch.setattr(inference.torch, "compile", lambda network: ("compiled", network))  # nothing runs here
+    pipeline = LivePipeline(simulator(frames=1), tmp_path / "s", settings(live_models, compile=True))
+    try:
+        for restorer in (pipeline.generator, pipeline.segmenter):
+            assert restorer.compiled and restorer._forward == ("compiled", restorer.network)
+    finally:
+        pipeline.close()
+    plain = LivePipeline(simulator(frames=1), tmp_path / "t", settings(live_models))
+    try:
+        assert not plain.generator.compiled and not plain.segmenter.compiled
+    finally:
+        plain.close()

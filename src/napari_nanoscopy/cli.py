@@ -73,7 +73,8 @@ def _restore(args: argparse.Namespace) -> int:
         if not path.expanduser().parent.is_dir():
             raise NanoscopyError(f"The folder {path.parent} does not exist; create it first.")
 
-    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision)
+    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
+                        compile=args.compile)
     card = restorer.card
     if args.segmentation and not card.task:
         raise NanoscopyError(
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                          help="fp32 (default) or bf16: bfloat16 network, about 2x faster on CPUs with AVX-512 BF16 "
                               "or AMX and on recent GPUs, outputs within about 0.02 of fp32 on a [-1, 1] scale")
+    restore.add_argument("--compile", action="store_true",
+                         help="torch.compile the network: faster passes after a first one that compiles (10-30 s "
+                              "per window shape); pays off for many images of one size")
     restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
     restore.add_argument("--block", type=int, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "

@@ -768,7 +768,8 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
             if path.exists() and not args.overwrite:
                 raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
 
-    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision)
+    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
+                        compile=getattr(args, "compile", False))
     if args.segmentation and not restorer.card.task:
         raise NanoscopyError(
             f"The model '{restorer.card.name}' has no task network, so there is no segmentation to write; "
