@@ -5,8 +5,9 @@ Run it under a virtual screen whenever the widgets change::
     xvfb-run -a -s "-screen 0 1600x1000x24" python3 docs/make_screenshots.py
 
 It opens the bundled sample(s), runs each widget as a user would (Restore with the sample's
-model, Train for a few hundred steps, Metrics of the restored image against the target) and
-saves the whole window, dock widgets included. Models and samples are found through the
+model, Metrics of the restored image against the target, Live assist on the pySTED simulator
+with the bundled live models, Train for a few steps) and saves the whole window, dock widgets
+included. Models and samples are found through the
 packages and samples APIs, so new bundled models show up without editing this script.
 """
 
@@ -23,12 +24,13 @@ from qtpy.QtWidgets import QApplication
 OUT = Path(__file__).parent / "screenshots"
 WINDOW = (1500, 920)
 TRAIN_STEPS = 40
+LIVE_FRAMES = 6
 
 
 def wait(widget, timeout_s: float = 1800.0) -> None:
     app = QApplication.instance()
     start = time.monotonic()
-    while widget.job is not None:
+    while widget.job is not None and not widget.job.finished:  # Live assist keeps its finished job
         app.processEvents()
         time.sleep(0.02)
         if time.monotonic() - start > timeout_s:
@@ -82,6 +84,22 @@ def show_in_grid(viewer, roles: list[str]) -> None:
     viewer.reset_view()
 
 
+def show_in_grid_by_name(viewer, names: list[str]) -> None:
+    """Show the layers of these names (those that exist) side by side, names on top."""
+    chosen = [viewer.layers[name] for name in names if name in viewer.layers]
+    for layer in viewer.layers:
+        layer.visible = layer in chosen
+    for position, layer in enumerate(chosen):
+        viewer.layers.move(viewer.layers.index(layer), position)
+    viewer.grid.shape = (1, len(chosen))
+    viewer.grid.enabled = True
+    viewer.text_overlay.text = "   |   ".join(layer.name for layer in chosen)
+    viewer.text_overlay.position = "top_center"
+    viewer.text_overlay.font_size = 10
+    viewer.text_overlay.visible = True
+    viewer.reset_view()
+
+
 def pick_sample() -> tuple[str, dict]:
     """The sample whose model is bundled, preferring one with a task network (segmentation)."""
     from napari_nanoscopy._widgets._sample_data import sample_descriptions
@@ -117,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Capture docs/screenshots/ from a real napari viewer.")
     parser.add_argument("--skip-train", action="store_true", help="keep the existing train.png (training is slow)")
     args = parser.parse_args()
+    from napari_nanoscopy._widgets.live import LiveWidget
     from napari_nanoscopy._widgets.metrics import MetricsWidget
     from napari_nanoscopy._widgets.restore import RestoreWidget
     from napari_nanoscopy._widgets.train import TrainWidget
@@ -176,6 +195,39 @@ def main() -> int:
     viewer.grid.enabled = False
     viewer.text_overlay.visible = False
     viewer.window.remove_dock_widget(metrics)
+    for layer in viewer.layers:
+        layer.visible = (layer.metadata or {}).get("role") == "input"
+
+    # Live assist: a short simulated session with the bundled live models (docs/live.md's example).
+    live = LiveWidget(viewer)
+    viewer.window.add_dock_widget(live, name="Live assist", area="right")
+    live.adapter_combo.setCurrentText("simulator")
+    live.size_box.setValue(160)
+    live.frames_box.setValue(LIVE_FRAMES)
+    live.stimulus_box.setValue(3)
+    live.roi_box.setValue(128)
+    live.patch_box.setValue(16)
+    live.policy_combo.setCurrentText("area")
+    live.reference_combo.setCurrentText("synthetic")
+    live.threshold_box.setValue(0.092)
+    live.out_edit.setText(str(Path(tempfile.mkdtemp(prefix="nanoscopy-screenshots-")) / "session"))
+    live.connect_adapter()
+    live.start()
+    wait(live)
+    if live.last_error:
+        raise SystemExit(f"Live assist failed: {live.last_error}")
+    others = [layer for layer in viewer.layers if not layer.name.startswith("live ")]
+    for layer in others:  # out of the canvas while the small live field is shown
+        viewer.layers.remove(layer)
+    show_in_grid_by_name(viewer, ["live confocal", "live synthetic STED", "live real STED", "live disparity"])
+    save(viewer, "live.png")
+    viewer.grid.enabled = False
+    viewer.text_overlay.visible = False
+    viewer.window.remove_dock_widget(live)
+    for layer in [layer for layer in viewer.layers if layer.name.startswith("live ")]:
+        viewer.layers.remove(layer)
+    for layer in others:
+        viewer.add_layer(layer)
     for layer in viewer.layers:
         layer.visible = (layer.metadata or {}).get("role") == "input"
 
