@@ -77,6 +77,11 @@ def test_live_widget_reference_only_for_the_policies_that_use_one(make_napari_vi
     widget.settings().check()
     widget.policy_combo.setCurrentText("area")
     assert widget.reference_combo.isEnabled() and widget.settings().reference == "synthetic"
+    assert widget.settings().threshold == pytest.approx(0.2)  # the area policy's default, not dice's 0.5
+    widget.threshold_box.setValue(0.092)
+    assert widget.settings().threshold == pytest.approx(0.092)
+    widget.policy_combo.setCurrentText("dice")
+    assert widget.settings().threshold == pytest.approx(0.5)
     widget.close()
 
 

@@ -73,8 +73,9 @@ class LiveWidget(QWidget):
         self.threshold_box.setDecimals(3)
         self.threshold_box.setSingleStep(0.05)
         self.threshold_box.setValue(0.5)
-        self.threshold_box.setToolTip("0.5 is the paper's for dice and variability; benchmarks/live_targets.py "
-                                      "--calibrate measures thresholds for your models (docs/live.md)")
+        self.threshold_box.setToolTip("set to the policy's default when the policy changes (0.5, the paper's, for "
+                                      "dice and variability; 0.2 for area); benchmarks/live_targets.py --calibrate "
+                                      "measures thresholds for your models (docs/live.md)")
         self.reference_combo = QComboBox()
         self.reference_combo.addItems(["sted", "synthetic"])
         self.reference_combo.setToolTip("dice and area compare with the segmentation of the last real STED (the "
@@ -202,6 +203,10 @@ class LiveWidget(QWidget):
     # -- running ------------------------------------------------------------------------------
 
     def _policy_changed(self, policy: str) -> None:
+        from ..live.policies import DEFAULT_THRESHOLDS
+
+        # each policy's score has its own scale: start from that policy's default threshold
+        self.threshold_box.setValue(DEFAULT_THRESHOLDS[policy])
         # the variability policy compares with no reference
         self.reference_combo.setEnabled(policy != "variability")
 
