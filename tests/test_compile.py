@@ -32,6 +32,19 @@ def test_compiled_restoration_matches_eager_and_seeds_its_samples(packages_dir, 
     assert 0.3 < first.std.mean() / eager_std.mean() < 3
 
 
+@pytest.mark.skipif(not compile_here, reason="no C++ compiler for torch.compile's CPU backend")
+def test_chunked_restoration_keeps_the_restorers_compile(packages_dir):
+    from napari_nanoscopy.large import restore_chunked
+
+    eager = Restorer(str(packages_dir / "l2l"), device="cpu")
+    compiled = Restorer(eager.package, device="cpu", compile=True)
+    image = np.random.default_rng(0).poisson(200, (128, 128)).astype(np.float32)
+    exact = restore_chunked(eager, image, block=64, samples=1, device="cpu")
+    fast = restore_chunked(compiled, image, block=64, samples=1, device="cpu")
+    assert fast.provenance["compiled"] and not exact.provenance["compiled"]
+    assert np.abs(fast.mean - exact.mean).max() <= 1e-4 * np.abs(exact.mean).max()
+
+
 def test_compile_is_refused_with_a_reason_where_it_cannot_run(packages_dir, smooth_image, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(inference, "_compile_problem", lambda device: "no compiler here")
     with pytest.raises(NanoscopyError, match="no compiler here.*without compile"):

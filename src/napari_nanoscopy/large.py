@@ -257,23 +257,25 @@ _RESTORER_CACHE = 4  # models kept ready per process
 _RESTORERS_LOCK = threading.Lock()
 
 
-def _precision_of(model, precision: str | None) -> str:
-    """``precision``, or when it is None that of ``model`` if it is a Restorer (else fp32)."""
+def _engine_of(model, precision: str | None, compile: bool | None) -> tuple[str, bool]:
+    """``precision`` and ``compile``, each taken from ``model`` when it is None and ``model`` is a
+    Restorer (else fp32, not compiled)."""
     from .inference import Restorer
 
-    if precision is not None:
-        return precision
-    return model.precision if isinstance(model, Restorer) else "fp32"
+    given = isinstance(model, Restorer)
+    return (precision if precision is not None else model.precision if given else "fp32",
+            bool(compile) if compile is not None else model.compiled if given else False)
 
 
-def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str, precision: str = "fp32"):
+def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str, precision: str = "fp32",
+                            compile: bool = False):
     """The package and restorer of ``model`` (a Restorer, package, path or name) for an image
     that must already be at the model's pixel size; ``why_not`` ends the refusal's sentence."""
     from .inference import Restorer
     from .packages import ModelPackage, load_model
 
     package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
-    base = _restorer_for(package, device, mc_mode, precision)
+    base = _restorer_for(package, device, mc_mode, precision, compile)
     if base._zoom_factor(pixel_size_nm) != 1.0:
         raise NanoscopyError(
             f"The image has {pixel_size_nm:g} nm pixels but the model '{base.card.name}' works at "
@@ -282,30 +284,31 @@ def _restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str,
     return package, base
 
 
-def _restorer_for(package, device: str, mc_mode: str, precision: str = "fp32"):
-    """One Restorer per (model, device, mode, precision) and process, reused by every block it runs."""
+def _restorer_for(package, device: str, mc_mode: str, precision: str = "fp32", compile: bool = False):
+    """One Restorer per (model, device, mode, precision, compile) and process, reused by every block it runs."""
     from .inference import Restorer
 
     key = (package.card.name, package.card.weights_sha256, id(package) if not package.card.weights_sha256 else 0,
-           str(device), mc_mode, precision)
+           str(device), mc_mode, precision, compile)
     with _RESTORERS_LOCK:
         if key not in _RESTORERS:
             while len(_RESTORERS) >= _RESTORER_CACHE:
                 _RESTORERS.pop(next(iter(_RESTORERS)))  # the oldest
-            _RESTORERS[key] = Restorer(package, device=device, mc_mode=mc_mode, precision=precision)
+            _RESTORERS[key] = Restorer(package, device=device, mc_mode=mc_mode, precision=precision, compile=compile)
         return _RESTORERS[key]
 
 
 def restore_region(package, region: np.ndarray, normalization: dict, *, device: str = "auto",
                    mc_mode: str = "dropout", samples: int | None = None, seed: int | None = None,
                    tile_size: int | None = None, crop: tuple[slice, slice] | None = None,
-                   want_std: bool = False, want_labels: bool = False, precision: str = "fp32") -> dict[str, np.ndarray]:
+                   want_std: bool = False, want_labels: bool = False, precision: str = "fp32",
+                   compile: bool = False) -> dict[str, np.ndarray]:
     """Restore one region with a fixed (whole-plane) normalisation and return its cropped outputs.
 
     ``region`` is (Y, X) or (C, Y, X) for models with several inputs. This is the function dask
     workers run; it holds no state except a cached Restorer per process.
     """
-    base = _restorer_for(package, device, mc_mode, precision)
+    base = _restorer_for(package, device, mc_mode, precision, compile)
     restorer = copy.copy(base)
     restorer.card = dataclasses.replace(base.card, normalization=normalization)
     channel_axis = 0 if base.in_channels > 1 else None
@@ -472,6 +475,7 @@ def restore_chunked(
     device: str = "auto",
     mc_mode: str = "dropout",
     precision: str | None = None,
+    compile: bool | None = None,
     scheduler=None,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -484,14 +488,15 @@ def restore_chunked(
     the side of a block's core (default: 1024, or a multiple of the source's chunks); ``scheduler``
     runs the blocks on dask.distributed (an address, a Client, ``"local"`` or a worker count for
     an embedded LocalCluster). Peak memory is that of a few blocks and their margins.
-    ``precision`` is "fp32" or "bf16" (default: that of ``model`` when it is a Restorer, else fp32).
+    ``precision`` ("fp32" or "bf16") and ``compile`` (torch.compile, see :class:`Restorer`) default
+    to those of ``model`` when it is a Restorer, else fp32, not compiled.
     """
-    precision = _precision_of(model, precision)
+    precision, compile = _engine_of(model, precision, compile)
     package, base = _restorer_at_model_grid(
         model, device, mc_mode, pixel_size_nm,
         "chunked restoration does not resample. Resample the image to the model's pixel size first, or "
         "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers), which resamples.",
-        precision,
+        precision, compile,
     )
     card = base.card
     shape = tuple(int(n) for n in source.shape)
@@ -568,7 +573,7 @@ def restore_chunked(
                 yield Block(plane=plane, index=index, core=core, region=region), data, normalization
 
     kwargs = dict(device=device, mc_mode=mc_mode, samples=samples, seed=seed, tile_size=tile_size,
-                  want_std=want_std, want_labels=want_labels, precision=precision)
+                  want_std=want_std, want_labels=want_labels, precision=precision, compile=compile)
     executor = _Executor(scheduler, package)
     try:
         executor.run(jobs(), kwargs, finished, step)
@@ -579,7 +584,8 @@ def restore_chunked(
     provenance = {
         "model": card.name, "family": card.family, "weights_sha256": card.weights_sha256,
         "model_pixel_size_nm": card.pixel_size_nm, "pixel_size_nm": pixel_size_nm, "samples": samples,
-        "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "precision": precision, "chunked": True,
+        "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "precision": precision,
+        "compiled": compile, "chunked": True,
         "block_size": block, "block_margin": margin, "blocks": total,
         "scheduler": None if scheduler is None else str(getattr(getattr(scheduler, "scheduler", None), "address", scheduler)),
         "napari_nanoscopy": __version__,
@@ -618,24 +624,25 @@ def _choose_block(block: int | None, source, multiple: int) -> int:
 
 def restore_dask(model, array, *, pixel_size_nm: float | None = None, samples: int | None = None,
                  seed: int | None = None, block: int | None = None, device: str = "auto",
-                 mc_mode: str = "dropout", output: str = "mean", precision: str | None = None):
+                 mc_mode: str = "dropout", output: str = "mean", precision: str | None = None,
+                 compile: bool | None = None):
     """A lazy dask array of the restored ``array`` (a dask or numpy array, (..., Y, X)).
 
     Nothing is restored until blocks are computed, so napari shows a restored view of a huge
     image by computing only the blocks on screen. Each plane's normalisation statistics are taken
     when the graph is built (one strided read of the plane). ``output`` is "mean", "std" or
     "labels". Computing the whole array with ``dask.compute`` or on a dask.distributed client
-    gives the same numbers as :func:`restore_chunked`. ``precision`` as for :func:`restore_chunked`.
+    gives the same numbers as :func:`restore_chunked`. ``precision`` and ``compile`` as for :func:`restore_chunked`.
     """
     import dask
     import dask.array as da
 
     if output not in ("mean", "std", "labels"):
         raise NanoscopyError(f"output must be 'mean', 'std' or 'labels', not {output!r}.")
-    precision = _precision_of(model, precision)
+    precision, compile = _engine_of(model, precision, compile)
     package, base = _restorer_at_model_grid(
         model, device, mc_mode, pixel_size_nm,
-        "lazy restoration does not resample. Resample the image to the model's pixel size first.", precision,
+        "lazy restoration does not resample. Resample the image to the model's pixel size first.", precision, compile,
     )
     card = base.card
     if output == "labels" and not card.task:
@@ -653,7 +660,7 @@ def restore_dask(model, array, *, pixel_size_nm: float | None = None, samples: i
     out_channels = base.out_channels if output != "labels" else 1
     dtype = np.uint8 if output == "labels" else np.float32
     kwargs = dict(device=device, mc_mode=mc_mode, samples=samples, tile_size=None,
-                  want_std=output == "std", want_labels=output == "labels", precision=precision)
+                  want_std=output == "std", want_labels=output == "labels", precision=precision, compile=compile)
 
     def run(region, normalization, blk):
         result = restore_region(package, np.asarray(region), normalization, crop=blk.crop,
@@ -769,7 +776,7 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
                 raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
 
     restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
-                        compile=getattr(args, "compile", False))
+                        compile=args.compile)
     if args.segmentation and not restorer.card.task:
         raise NanoscopyError(
             f"The model '{restorer.card.name}' has no task network, so there is no segmentation to write; "
@@ -882,7 +889,7 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
                 restorer, data, sinks["restored"], std_out=sinks.get("uncertainty"), labels_out=sinks.get("segmentation"),
                 pixel_size_nm=pixel, samples=args.samples, seed=args.seed, block=getattr(args, "block", None),
                 tile_size=args.tile, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
-                scheduler=scheduler, progress=progress,
+                compile=args.compile, scheduler=scheduler, progress=progress,
             )
             provenance = {**provenance_base, **chunk_result.provenance}
             zarr = _zarr()
