@@ -517,7 +517,7 @@ class Restorer:
         self.compiled = bool(compile)
         if self.compiled and (problem := _compile_problem(self.device)) is not None:
             raise NanoscopyError(f"Compiled restoration uses torch.compile, but {problem}; restore without compile "
-                                 "(the default), which gives the same results a little slower.")
+                                 "(the default), which needs no compiler and is only a little slower.")
         self._forward = torch.compile(self.network) if self.compiled else self.network
         self._probed_bytes: float | None = None
         generator, task_network = self.package.generator, self.package.task_network
@@ -830,6 +830,7 @@ class Restorer:
         return self._probed_bytes
 
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward pass; a failed compilation (it happens at the first pass) says what to do."""
         if not self.compiled:
             return self.network(batch)
         try:
