@@ -26,7 +26,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> simulate_dataset arguments (kind, n, size, seed): training sets use seed 0, held-out sets seed 1.
+# name -> simulate_dataset arguments (kind, n, size, seed): training sets use seed 0 (extra ones 10, 11), held-out sets seed 1.
 DATASETS = {
     "nano_train": ("nanodomains", 600, 64, 0),
     "nano_test": ("nanodomains", 75, 64, 1),
@@ -37,10 +37,13 @@ DATASETS = {
     "factin_train": ("factin", 200, 128, 0),
     "factin_test": ("factin", 30, 128, 1),
     "twolabel_train": ("twolabel", 600, 64, 0),
+    "twolabel_train_s10": ("twolabel", 1200, 64, 10),
+    "twolabel_train_s11": ("twolabel", 1200, 64, 11),
     "twolabel_test": ("twolabel", 64, 64, 1),
 }
 # name -> the datasets whose pairs it pools (files prefixed with their dataset's name)
-MIXTURES = {"beads_fil_train": ["beads_train", "fil_train"]}
+MIXTURES = {"beads_fil_train": ["beads_train", "fil_train"],
+            "twolabel_train_3000": ["twolabel_train", "twolabel_train_s10", "twolabel_train_s11"]}
 
 _TAGAN_SMALL = dict(ngf=16, n_blocks=6)
 _PATCH_D_SMALL = dict(ndf=16, n_layers=3)
@@ -69,7 +72,7 @@ RECIPES = {
         "dendritic spines, trained on pySTED simulations at 20 nm pixels; 10 MC-dropout samples by default.",
     ),
     "l2l-twolabel": dict(
-        family="l2l", data="twolabel_train", test="twolabel_test", steps=2000, patch=64, batch=16,
+        family="l2l", data="twolabel_train_3000", test="twolabel_test", steps=3000, patch=64, batch=16,
         description="label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, "
         "unspecific puncta) -> the image a better label gives; pySTED two-label simulations at 20 nm pixels.",
     ),
