@@ -459,7 +459,7 @@ def run_benchmarks(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark ``sections`` and return their figures (JSON-serialisable)."""
-    from .inference import resolve_device
+    from .inference import PRECISIONS, resolve_device
     from .models import FAMILIES
     from .packages import bundled_model_names, load_model
 
@@ -474,8 +474,8 @@ def run_benchmarks(
     plan["repeats"] = repeats or plan["repeats"]
     plan["memory_size"] = memory_size or plan["memory_size"]
     resolved = resolve_device(device)
-    if precision not in ("fp32", "bf16"):
-        raise NanoscopyError(f"The benchmark precision must be fp32 or bf16, not {precision!r}.")
+    if precision not in PRECISIONS:
+        raise NanoscopyError(f"The benchmark precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     say = progress or (lambda text: None)
     WARM_UP[0] = plan["warm_up"]
     torch.manual_seed(SEED)

@@ -139,7 +139,7 @@ def calibrated_threshold(policy: str, unchanged_scores, false_trigger_rate: floa
     """The threshold that triggers on at most ``false_trigger_rate`` of frames where nothing changed.
 
     It is the most sensitive such threshold (the highest for dice, the lowest for
-    variability): any more sensitive one would trigger on more of these frames.
+    variability and area): any more sensitive one would trigger on more of these frames.
     """
     if policy not in POLICIES:
         raise NanoscopyError(f"The policy must be one of {', '.join(POLICIES)}; got {policy!r}.")
