@@ -22,6 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 # name -> simulate_dataset arguments (kind, n, size, seed): training sets use seed 0 (extra ones 10, 11), held-out sets seed 1.
 DATASETS = {
     "nano_train": ("nanodomains", 600, 64, 0),
+    "nano_train_gaussian": ("nanodomains", 600, 64, 0),  # the same pairs, Gaussian localisation maps
     "nano_test": ("nanodomains", 75, 64, 1),
     "beads_train": ("beads", 300, 64, 0),
     "beads_test": ("beads", 40, 64, 1),
@@ -39,8 +41,12 @@ DATASETS = {
     "twolabel_train": ("twolabel", 600, 64, 0),
     "twolabel_train_s10": ("twolabel", 1200, 64, 10),
     "twolabel_train_s11": ("twolabel", 1200, 64, 11),
+    "twolabel_train_128": ("twolabel", 600, 128, 12),
     "twolabel_test": ("twolabel", 64, 64, 1),
+    "twolabel_test_256": ("twolabel", 12, 256, 1),
 }
+# name -> simulate_dataset's localisation, where not the paper's distance map
+LOCALISATION = {"nano_train_gaussian": "gaussian"}
 # name -> the datasets whose pairs it pools (files prefixed with their dataset's name)
 MIXTURES = {"beads_fil_train": ["beads_train", "fil_train"],
             "twolabel_train_3000": ["twolabel_train", "twolabel_train_s10", "twolabel_train_s11"]}
@@ -63,7 +69,7 @@ RECIPES = {
         "with a pixel MSE instead of the localisation task (pySTED nanodomains, 20 nm pixels).",
     ),
     "tagan-nanodomains": dict(
-        family="tagan", data="nano_train", test="nano_test", steps=3000, patch=64, batch=4,
+        family="tagan", data="nano_train", test="nano_test", steps=9000, patch=64, batch=4,
         generator_kwargs=_TAGAN_SMALL, discriminator_kwargs=_PATCH_D_SMALL,
         task={"network": "resnet6", "kwargs": dict(ngf=16, n_blocks=3), "invert": True, "outputs": ["nanodomains"]},
         loss={"task_weight": 100.0}, threshold_distance_px=2.0,
@@ -71,8 +77,25 @@ RECIPES = {
         description="TA-GAN (nanodomain localisation task): confocal -> STED of synaptic nanodomains in "
         "dendritic spines, trained on pySTED simulations at 20 nm pixels; 10 MC-dropout samples by default.",
     ),
-    "l2l-twolabel": dict(
+    # Not bundled: the same TA-GAN trained with Gaussian localisation maps, for docs/models.md.
+    "tagan-nanodomains-gaussian": dict(
+        family="tagan", data="nano_train_gaussian", test="nano_test", steps=3000, patch=64, batch=4,
+        generator_kwargs=_TAGAN_SMALL, discriminator_kwargs=_PATCH_D_SMALL,
+        task={"network": "resnet6", "kwargs": dict(ngf=16, n_blocks=3), "outputs": ["nanodomains"]},
+        loss={"task_weight": 100.0}, threshold_distance_px=2.0,
+        baselines={"pix2pix": "pix2pix-nanodomains"},
+        description="TA-GAN (nanodomain localisation task with Gaussian localisation maps), a comparison for "
+        "tagan-nanodomains, which uses the paper's distance maps; not bundled.",
+    ),
+    # First stage of l2l-twolabel: 64-px patches of 3000 pairs.
+    "l2l-twolabel-64": dict(
         family="l2l", data="twolabel_train_3000", test="twolabel_test", steps=3000, patch=64, batch=16,
+        description="label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, "
+        "unspecific puncta) -> the image a better label gives; pySTED two-label simulations at 20 nm pixels.",
+    ),
+    "l2l-twolabel": dict(
+        family="l2l", data="twolabel_train_128", test="twolabel_test", tests=["twolabel_test_256"], steps=3000,
+        patch=128, batch=4, init_from="l2l-twolabel-64", after=["l2l-twolabel-64"],
         description="label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, "
         "unspecific puncta) -> the image a better label gives; pySTED two-label simulations at 20 nm pixels.",
     ),
@@ -162,8 +185,9 @@ def simulate(name: str, work: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)  # an interrupted simulation: start it again
     kind, n, size, seed = DATASETS[name]
-    print(f"simulating {name}: {n} x {kind} {size} px, seed {seed}", flush=True)
-    return simulate_dataset(kind, n=n, size=size, seed=seed, out_dir=out)
+    localisation = LOCALISATION.get(name, "distance")
+    print(f"simulating {name}: {n} x {kind} {size} px, seed {seed}, {localisation} maps", flush=True)
+    return simulate_dataset(kind, n=n, size=size, seed=seed, out_dir=out, localisation=localisation)
 
 
 def store_half_precision(package: Path) -> None:
@@ -186,16 +210,17 @@ def store_half_precision(package: Path) -> None:
     load_model(package)  # still a valid package
 
 
-def set_localisation_threshold(package: Path, distance_px: float) -> None:
-    """Binarise a TA-GAN localisation map (cube root of the distance to the nearest nanodomain,
-    scaled to the tanh range) at ``distance_px`` from a predicted centre, so that the
-    segmentation marks the nanodomains rather than half the spine (training's default threshold
-    for a continuous map is the middle of its range)."""
+def set_localisation_threshold(package: Path, distance_px: float, localisation: str) -> None:
+    """Binarise a TA-GAN localisation map (the cube root of the distance to the nearest
+    nanodomain, or the Gaussian exp(-d² / 2), scaled to the tanh range) at ``distance_px``
+    from a predicted centre, so that the segmentation marks the nanodomains rather than half
+    the spine (training's default threshold for a continuous map is the middle of its range)."""
     card_path = package / "model.json"
     card = json.loads(card_path.read_text())
     scaling = card["task"]["target_normalization"]
     low, high = scaling["range"]  # raw min -> low, raw max -> high (inverted: 1, -1)
-    fraction = (distance_px ** (1 / 3) - scaling["min"]) / (scaling["max"] - scaling["min"])
+    raw = distance_px ** (1 / 3) if localisation == "distance" else np.exp(-0.5 * distance_px**2)
+    fraction = (raw - scaling["min"]) / (scaling["max"] - scaling["min"])
     card["task"]["thresholds"] = [round(low + fraction * (high - low), 4)]
     card["task"]["threshold_method"] = (
         f"a distance of {distance_px:g} px ({distance_px * 20:g} nm) from a nanodomain centre on the localisation map"
@@ -233,7 +258,7 @@ def make(name: str, work: Path, device: str, install: bool, made: set[str], eval
               task=task or None, name=name, description=recipe["description"], callback=report, **kwargs)
     store_half_precision(package)
     if "threshold_distance_px" in recipe:
-        set_localisation_threshold(package, recipe["threshold_distance_px"])
+        set_localisation_threshold(package, recipe["threshold_distance_px"], LOCALISATION.get(recipe["data"], "distance"))
     if not evaluate_it:
         return package
     baselines = {row: str(make(model, work, device, install, made, evaluate_it=False))

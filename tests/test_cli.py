@@ -127,6 +127,11 @@ def test_simulate_writes_a_dataset_with_pixel_size(tmp_path, capsys):
     assert read_image(out / "target" / "0001.tif").data.shape == (64, 64)
     assert cli.main(["simulate", "beads", "--n", "1", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+    gaussian = tmp_path / "nano"
+    assert cli.main(["simulate", "nanodomains", "--n", "1", "--localisation", "gaussian", "--out", str(gaussian)]) == 0
+    assert read_image(gaussian / "task" / "0000.tif").data.max() == pytest.approx(1.0)
+    assert cli.main(["simulate", "beads", "--n", "1", "--localisation", "gaussian", "--out", str(tmp_path / "b")]) == 2
+    assert "nanodomains only" in capsys.readouterr().err
 
 
 def test_train_writes_a_package_that_restores(tmp_path, capsys):

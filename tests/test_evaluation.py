@@ -19,6 +19,8 @@ from napari_nanoscopy.evaluation import (
     f1_score,
     fit_to_reference,
     match_counts,
+    matched_truths,
+    nearest_neighbour_distances,
     richardson_lucy,
 )
 from napari_nanoscopy.simulation import simulate_dataset
@@ -46,9 +48,16 @@ def test_matching_is_one_to_one_within_the_radius():
     detected = np.array([[11, 12], [10.5, 10], [20, 23.5], [50, 50]])  # two near the first, one 3.5 px off
     assert match_counts(detected, truth) == (1, 3, 2)
     assert match_counts(np.zeros((0, 2)), truth) == (0, 0, 3)
+    np.testing.assert_array_equal(matched_truths(detected, truth), [True, False, False])
+    np.testing.assert_array_equal(matched_truths(np.zeros((0, 2)), truth), [False, False, False])
     precision, recall, f1 = f1_score([(1, 3, 2), (3, 0, 0)])
     assert (precision, recall) == (4 / 7, 4 / 6)
     assert f1 == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def test_nearest_neighbour_distances():
+    np.testing.assert_allclose(nearest_neighbour_distances([[0, 0], [0, 3], [4, 3]]), [3, 3, 4])
+    assert nearest_neighbour_distances([[5, 5]]).tolist() == [np.inf]
 
 
 def test_spot_detector_finds_spots_two_pixels_apart_and_ignores_flat_noise():
@@ -91,6 +100,17 @@ def test_nanodomain_evaluation_scores_sted_above_confocal(datasets, packages_dir
         assert 0 <= row["F1 (3 px)"] <= 1
         assert np.isfinite(row["PSNR vs target (dB)"]) if name != "STED (target)" else "PSNR vs target (dB)" not in row
     assert rows["STED (target)"]["F1 (3 px)"] > rows["input"]["F1 (3 px)"] + 0.3
+    # recall split by the distance to the nearest other nanodomain, consistent with the whole
+    positions = [np.array(s["positions_px"]) for s in json.loads((datasets["nanodomains"] / "dataset.json").read_text())["samples"]]
+    neighbours = np.concatenate([nearest_neighbour_distances(p) for p in positions]) * 20
+    close, isolated = neighbours <= 80, neighbours > 120
+    for row in rows.values():
+        parts = [(row[f"recall {label} nm apart"], group.sum()) for label, group in (("≤ 80", close), ("> 120", isolated)) if group.any()]
+        assert parts and all(0 <= recall <= 1 for recall, _ in parts)
+        found = sum(recall * n for recall, n in parts)
+        assert found <= row["recall"] * len(neighbours) + 1e-9
+        assert row["recall"] * len(neighbours) - found <= (~close & ~isolated).sum() + 1e-9
+    assert rows["STED (target)"]["recall > 120 nm apart"] >= rows["STED (target)"].get("recall ≤ 80 nm apart", 0)
     assert rows["other"] == rows["test-tagan"]  # the same model, the same seeds
     table = evaluation.table()
     assert "| STED (target) |" in table and "F1 (3 px)" in table

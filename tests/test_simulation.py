@@ -97,6 +97,31 @@ def test_nanodomains_follow_the_paper_constraints():
     assert len(nanodomains(64, n_nanodomains=6, seed=0).positions) == 6
 
 
+def test_gaussian_localisation_map_peaks_on_every_centre_of_the_same_structure():
+    distance = nanodomains(64, seed=4)
+    gaussian = nanodomains(64, seed=4, localisation="gaussian")
+    np.testing.assert_array_equal(gaussian.datamap, distance.datamap)  # the map draws no random numbers
+    centres = gaussian.positions.astype(int)
+    np.testing.assert_allclose(gaussian.task[centres[:, 0], centres[:, 1]], 1.0)
+    np.testing.assert_allclose(gaussian.task, np.exp(-0.5 * distance.task.astype(np.float64) ** 6), atol=1e-5)
+    assert gaussian.task.min() >= 0 and np.count_nonzero(gaussian.task > 0.7) == len(centres)  # exp(-1/2) = 0.61 one pixel off
+    with pytest.raises(NanoscopyError, match="Unknown localisation map 'heat'"):
+        nanodomains(64, seed=4, localisation="heat")
+
+
+def test_gaussian_maps_are_written_and_described_only_for_nanodomains(tmp_path):
+    out = simulate_dataset("nanodomains", n=2, size=64, seed=3, out_dir=tmp_path / "g", localisation="gaussian")
+    plain = simulate_dataset("nanodomains", n=2, size=64, seed=3, out_dir=tmp_path / "d")
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert "Gaussian peak" in manifest["task"]
+    assert "cube root" in json.loads((plain / "dataset.json").read_text())["task"]
+    np.testing.assert_array_equal(tifffile.imread(out / "input" / "0001.tif"), tifffile.imread(plain / "input" / "0001.tif"))
+    assert tifffile.imread(out / "task" / "0001.tif").max() == pytest.approx(1.0)
+    with pytest.raises(NanoscopyError, match="nanodomains only"):
+        simulate_dataset("beads", n=1, size=64, seed=0, out_dir=tmp_path / "b", localisation="gaussian")
+    assert not (tmp_path / "b").exists()
+
+
 def _ring_period_and_direction(rings_mask):
     """Period (nm) and wave-vector angle (degrees) of the strongest non-zero frequency."""
     padded = 512

@@ -53,6 +53,8 @@ TASKS = {
     "beads": None,
     "nanodomains": "localisation map: cube root of the distance in pixels to the closest "
     "nanodomain centre (TA-GAN), float32",
+    "nanodomains-gaussian": "localisation map: exp(-d^2 / 2) of the distance d in pixels to the "
+    "closest nanodomain centre (a 1-pixel Gaussian peak of height 1 on each centre), float32",
     "factin": "uint8 masks, channel 0 F-actin rings, channel 1 F-actin fibres",
     "filaments": "uint8 filament mask",
     "twolabel": "uint8 structure mask",
@@ -79,9 +81,13 @@ def simulate_sample(
     size: int = 64,
     seed=None,
     conditions: Mapping[str, Any] = STANDARD_CONDITIONS,
+    *,
+    localisation: str = "distance",
 ) -> SimulatedSample:
-    """Generate one structure of ``kind`` and acquire it; see the module docstring."""
+    """Generate one structure of ``kind`` and acquire it; see the module docstring.
+    ``localisation`` chooses the nanodomains' localisation map (``structures.nanodomains``)."""
     _check_kind(kind)
+    _check_localisation(kind, localisation)
     rng = rng_from_seed(seed)
     if kind == "twolabel":
         pair = structures.twolabel(size, seed=rng)
@@ -94,7 +100,8 @@ def simulate_sample(
         "factin": structures.factin,
         "filaments": structures.filaments,
     }[kind]
-    structure = generate(size, seed=rng)
+    options = {"localisation": localisation} if kind == "nanodomains" else {}
+    structure = generate(size, seed=rng, **options)
     confocal, sted = acquire_pair(structure.datamap, conditions, rng=rng)
     return SimulatedSample(
         confocal, sted, structure.task, structure.truth, structure.positions, structure.info
@@ -110,14 +117,17 @@ def simulate_dataset(
     progress: Callable[[int, int], None] | None = None,
     *,
     conditions: Mapping[str, Any] = STANDARD_CONDITIONS,
+    localisation: str = "distance",
 ) -> Path:
     """Simulate ``n`` samples of ``kind`` (one of KINDS) into the new folder ``out_dir``.
 
     ``progress(done, total)`` is called after each sample; it may raise
     ``napari_nanoscopy.errors.Cancelled`` to stop (the samples written so far stay, and
-    no ``dataset.json`` is written). Returns the folder's path.
+    no ``dataset.json`` is written). ``localisation`` ("distance" or "gaussian") chooses
+    the nanodomains' localisation map. Returns the folder's path.
     """
     _check_kind(kind)
+    _check_localisation(kind, localisation)
     n = checked_count("n", n, 1, _MAX_SAMPLES)
     size = checked_size(size)
     seed = checked_count("seed", seed, 0, 2**63 - 1)
@@ -128,7 +138,7 @@ def simulate_dataset(
             f"pixelsize must be {PIXEL_SIZE_NM * 1e-9:g} m."
         )
     out_dir = _new_output_folder(out_dir)
-    task_description = TASKS[kind]
+    task_description = TASKS[kind if localisation == "distance" else f"{kind}-{localisation}"]
     folders = [name for name in FOLDERS if name != "task" or task_description]
     for name in folders:
         (out_dir / name).mkdir()
@@ -137,7 +147,7 @@ def simulate_dataset(
     samples = []
     for index in range(n):
         name = f"{index:0{digits}d}"
-        sample = simulate_sample(kind, size, _sample_seed(seed, index), conditions)
+        sample = simulate_sample(kind, size, _sample_seed(seed, index), conditions, localisation=localisation)
         images = {"input": sample.input, "target": sample.target, "truth": sample.truth}
         if task_description:
             images["task"] = sample.task
@@ -201,6 +211,18 @@ def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise NanoscopyError(
             f"Unknown simulated structure kind {kind!r}; choose one of {', '.join(KINDS)}."
+        )
+
+
+def _check_localisation(kind: str, localisation: str) -> None:
+    if localisation not in structures.LOCALISATION_MAPS:
+        raise NanoscopyError(
+            f"Unknown localisation map {localisation!r}; choose one of {', '.join(structures.LOCALISATION_MAPS)}."
+        )
+    if localisation != "distance" and kind != "nanodomains":
+        raise NanoscopyError(
+            f"The localisation map applies to nanodomains only; {kind} has no {localisation!r} map, "
+            "so leave the option out for it."
         )
 
 
