@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--workers", type=int, help="run the blocks on an embedded dask LocalCluster of N workers")
     restore.set_defaults(handler=_restore)
 
-    from .simulation import KINDS
+    from .simulation import KINDS, LOCALISATION_MAPS
 
     simulate = commands.add_parser(
         "simulate",
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files")
     simulate.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     simulate.add_argument(
-        "--localisation", choices=("distance", "gaussian"), default="distance",
+        "--localisation", choices=LOCALISATION_MAPS, default="distance",
         help="nanodomains only: the task map, the paper's cube root of the distance to the closest centre "
         "(default) or a 1-pixel Gaussian peak on each centre, which localisation networks learn faster",
     )

@@ -160,9 +160,13 @@ def matched_truths(detected: np.ndarray, truth: np.ndarray, radius_px: float = M
 
 def match_counts(detected: np.ndarray, truth: np.ndarray, radius_px: float = MATCH_RADIUS_PX) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives) of a one-to-one matching within ``radius_px``."""
-    n_detected = len(np.asarray(detected, float).reshape(-1, 2))
-    true_positives = int(matched_truths(detected, truth, radius_px).sum())
-    return true_positives, n_detected - true_positives, len(np.asarray(truth, float).reshape(-1, 2)) - true_positives
+    return _counts(matched_truths(detected, truth, radius_px), len(np.asarray(detected, float).reshape(-1, 2)))
+
+
+def _counts(found: np.ndarray, n_detected: int) -> tuple[int, int, int]:
+    """Match counts from ``matched_truths``' flags and the number of detections."""
+    true_positives = int(found.sum())
+    return true_positives, n_detected - true_positives, len(found) - true_positives
 
 
 def nearest_neighbour_distances(centres: np.ndarray) -> np.ndarray:
@@ -344,8 +348,9 @@ def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_si
         close, isolated = neighbours <= CLOSE_NANODOMAINS_NM, neighbours > ISOLATED_NANODOMAINS_NM
         for name, stack in images.items():
             detections, thresholds = cross_validated_detections(stack, positions)
-            precision, recall, f1 = f1_score([match_counts(d, p) for d, p in zip(detections, positions)])
-            found = np.concatenate([matched_truths(d, p) for d, p in zip(detections, positions)])
+            matched = [matched_truths(d, p) for d, p in zip(detections, positions)]
+            precision, recall, f1 = f1_score([_counts(m, len(d)) for m, d in zip(matched, detections)])
+            found = np.concatenate(matched)
             row = evaluation.rows.setdefault(name, {})
             row.update({"precision": precision, "recall": recall, "F1 (3 px)": f1})
             # which nanodomains are missed: those too close to resolve, or isolated ones too

@@ -13,6 +13,7 @@ from napari_nanoscopy.simulation.conditions import (
 from napari_nanoscopy.simulation.dataset import KINDS, SimulatedSample, simulate_dataset, simulate_sample
 from napari_nanoscopy.simulation.series import SeriesAcquisition, acquire_series
 from napari_nanoscopy.simulation.structures import (
+    LOCALISATION_MAPS,
     FactinSeries,
     Structure,
     TwoLabelStructure,
@@ -27,6 +28,7 @@ from napari_nanoscopy.simulation.structures import (
 
 __all__ = [
     "KINDS",
+    "LOCALISATION_MAPS",
     "PIXEL_SIZE_NM",
     "STANDARD_CONDITIONS",
     "FactinSeries",

@@ -215,10 +215,7 @@ def _check_kind(kind: str) -> None:
 
 
 def _check_localisation(kind: str, localisation: str) -> None:
-    if localisation not in structures.LOCALISATION_MAPS:
-        raise NanoscopyError(
-            f"Unknown localisation map {localisation!r}; choose one of {', '.join(structures.LOCALISATION_MAPS)}."
-        )
+    structures.check_localisation(localisation)
     if localisation != "distance" and kind != "nanodomains":
         raise NanoscopyError(
             f"The localisation map applies to nanodomains only; {kind} has no {localisation!r} map, "

@@ -186,10 +186,7 @@ def nanodomains(
     1-pixel (20 nm) Gaussian peak of height 1 on each centre, the heat map that
     localisation networks learn faster (docs/models.md).
     """
-    if localisation not in LOCALISATION_MAPS:
-        raise NanoscopyError(
-            f"Unknown localisation map {localisation!r}; choose one of {', '.join(LOCALISATION_MAPS)}."
-        )
+    check_localisation(localisation)
     size = checked_size(size)
     rng = rng_from_seed(seed)
     if n_nanodomains is None:
@@ -225,7 +222,7 @@ def nanodomains(
         "nanodomain_molecules": nanodomain_molecules,
     }
     return Structure(
-        datamap, datamap.astype(np.float32), LOCALISATION_MAPS[localisation](centres, (size, size)),
+        datamap, datamap.astype(np.float32), localisation_map(centres, (size, size), localisation),
         centres.astype(float), info,
     )
 
@@ -236,18 +233,29 @@ def _distance_to_centres(centres: np.ndarray, shape: tuple[int, int]) -> np.ndar
     return ndimage.distance_transform_edt(not_centre)
 
 
-def localisation_map(centres: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Cube root of each pixel's distance (pixels) to the closest centre (TA-GAN)."""
-    return np.cbrt(_distance_to_centres(centres, shape)).astype(np.float32)
+# localisation map -> its value as a function of the distance (pixels) to the closest centre
+_MAP_OF_DISTANCE = {"distance": np.cbrt, "gaussian": lambda distance: np.exp(-0.5 * np.square(distance))}
+LOCALISATION_MAPS = tuple(_MAP_OF_DISTANCE)
 
 
-def gaussian_localisation_map(centres: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """exp(-d² / 2) of each pixel's distance d (pixels) to the closest centre: a 1-pixel
-    Gaussian peak on every centre, the largest where two overlap."""
-    return np.exp(-0.5 * _distance_to_centres(centres, shape) ** 2).astype(np.float32)
+def check_localisation(localisation: str) -> None:
+    if localisation not in _MAP_OF_DISTANCE:
+        raise NanoscopyError(
+            f"Unknown localisation map {localisation!r}; choose one of {', '.join(LOCALISATION_MAPS)}."
+        )
 
 
-LOCALISATION_MAPS = {"distance": localisation_map, "gaussian": gaussian_localisation_map}
+def localisation_value(distance_px, localisation: str = "distance") -> np.ndarray:
+    """A localisation map's value at ``distance_px`` from the closest centre: the cube root of
+    the distance ("distance", TA-GAN) or exp(-d² / 2) ("gaussian", a 1-pixel peak of height 1)."""
+    check_localisation(localisation)
+    return _MAP_OF_DISTANCE[localisation](np.asarray(distance_px, np.float64))
+
+
+def localisation_map(centres: np.ndarray, shape: tuple[int, int], localisation: str = "distance") -> np.ndarray:
+    """``localisation_value`` of each pixel's distance (pixels) to the closest centre; where two
+    Gaussian peaks overlap it is the larger."""
+    return localisation_value(_distance_to_centres(centres, shape), localisation).astype(np.float32)
 
 
 def _spine_mask(size: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
