@@ -2,7 +2,7 @@
 
     python recipes/make_samples.py [KEY ...]
 
-writes ``src/napari_nanoscopy/sample_data/<key>_*.tif`` and the key's entry in
+writes ``sample_data/<key>_*.tif`` and the key's entry in
 ``sample_data/samples.json`` (layers, roles, model, pixel size). Every sample uses seed 7,
 which no training or held-out set uses (they use seeds 0 and 1), drawn as
 ``napari-nanoscopy simulate KIND --n 1 --seed 7`` draws its one image.
@@ -21,7 +21,7 @@ from napari_nanoscopy.io import write_image
 from napari_nanoscopy.simulation import PIXEL_SIZE_NM, simulate_sample
 from napari_nanoscopy.simulation.dataset import _sample_seed
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "napari_nanoscopy" / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 SEED = 7
 
 SAMPLES = {

@@ -1,4 +1,4 @@
-"""Sample images shipped inside the package (simulated with pySTED; recipes in docs/models.md)."""
+"""Sample images shipped with the package (simulated with pySTED; recipe: recipes/make_samples.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from pathlib import Path
 
 from .errors import NanoscopyError
 
-SAMPLE_DIR = Path(__file__).parent / "sample_data"
+
+def _sample_dir() -> Path:
+    # An installed wheel carries the samples as napari_nanoscopy/sample_data (setup.py); a source
+    # checkout (editable install) keeps them in the repository's top-level sample_data/.
+    installed = Path(__file__).parent / "sample_data"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "sample_data"
+
+
+SAMPLE_DIR = _sample_dir()
 
 
 def list_samples() -> list[str]:
