@@ -84,22 +84,6 @@ def show_in_grid(viewer, roles: list[str]) -> None:
     viewer.reset_view()
 
 
-def show_in_grid_by_name(viewer, names: list[str]) -> None:
-    """Show the layers of these names (those that exist) side by side, names on top."""
-    chosen = [viewer.layers[name] for name in names if name in viewer.layers]
-    for layer in viewer.layers:
-        layer.visible = layer in chosen
-    for position, layer in enumerate(chosen):
-        viewer.layers.move(viewer.layers.index(layer), position)
-    viewer.grid.shape = (1, len(chosen))
-    viewer.grid.enabled = True
-    viewer.text_overlay.text = "   |   ".join(layer.name for layer in chosen)
-    viewer.text_overlay.position = "top_center"
-    viewer.text_overlay.font_size = 10
-    viewer.text_overlay.visible = True
-    viewer.reset_view()
-
-
 def pick_sample() -> tuple[str, dict]:
     """The sample whose model is bundled, preferring one with a task network (segmentation)."""
     from napari_nanoscopy._widgets._sample_data import sample_descriptions
@@ -219,10 +203,8 @@ def main() -> int:
     others = [layer for layer in viewer.layers if not layer.name.startswith("live ")]
     for layer in others:  # out of the canvas while the small live field is shown
         viewer.layers.remove(layer)
-    show_in_grid_by_name(viewer, ["live confocal", "live synthetic STED", "live real STED", "live disparity"])
+    viewer.reset_view()  # the layers as the widget shows them during a session, not a grid
     save(viewer, "live.png")
-    viewer.grid.enabled = False
-    viewer.text_overlay.visible = False
     viewer.window.remove_dock_widget(live)
     for layer in [layer for layer in viewer.layers if layer.name.startswith("live ")]:
         viewer.layers.remove(layer)

@@ -53,7 +53,7 @@ def test_models_lists_given_packages(packages_dir):
     "extra, message",
     [
         ((), "does not exist"),
-        (("--samples", "0"), "at least 1"),
+        (("--samples", "0"), "from 1 to 1000"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_2(packages_dir, tmp_path, ome_input, extra, message):

@@ -197,9 +197,9 @@ def test_wrong_channel_count_and_parameters(packages_dir, smooth_image):
     with pytest.raises(NanoscopyError, match="not an axis"):
         single.restore(np.stack([smooth_image]), channel_axis=3)
     for kwargs, message in [
-        (dict(samples=0), "at least 1"),
+        (dict(samples=0), "from 1 to 1000"),
         (dict(tile_size=8), "tile size"),
-        (dict(pixel_size_nm=-3.0), "positive"),
+        (dict(pixel_size_nm=-3.0), "outside the 0.1-100000 nm"),
         (dict(batch_size=0), "batch size"),
     ]:
         with pytest.raises(NanoscopyError, match=message):

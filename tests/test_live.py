@@ -158,7 +158,9 @@ def test_one_step_per_table_1_row_and_everything_recorded(live_models, tmp_path)
     assert names == ["confocal", "STED"]
     confocal, kwargs, _ = layers[0]
     assert confocal.shape == (3, FIELD, FIELD) and kwargs["scale"] == (1.0, 20.0, 20.0)
-    assert layers[1][0].shape == (2, ROI, ROI) and layers[1][1]["translate"] == (0.0, 24 * 20.0, 24 * 20.0)
+    # one STED plane per frame: the initial reference at frame 0, the final one at frame 2, none at frame 1
+    assert layers[1][0].shape == (3, ROI, ROI) and layers[1][1]["translate"] == (0.0, 24 * 20.0, 24 * 20.0)
+    assert layers[1][1]["metadata"]["sted_frames"] == [0, 2] and np.isnan(layers[1][0][1]).all()
     assert get_session_reader(str(tmp_path)) is None
 
 
@@ -182,7 +184,8 @@ def test_triggered_sted_becomes_the_reference_and_the_budget_declines_the_rest(l
     summary = pipeline.run(4)
     assert summary["triggered_frames"] == [0, 1]
     assert summary["declined"] == [2]
-    assert summary["state"] == "budget exhausted"  # the final reference did not fit
+    assert summary["state"] == "done"  # every frame ran; only the final reference did not fit
+    assert "allows 3 full STED" in summary["final_reference_declined"]
     session = read_session(out)
     steds = [a for a in session.acquisitions if a["kind"] in ("sted", "reference")]
     assert len(steds) == 3 == budget.sted_frames()

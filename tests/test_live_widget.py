@@ -1,4 +1,5 @@
-"""The Live assist dock widget under Xvfb: connect the simulator, start, stream layers, pause, resume, stop."""
+"""The Live assist dock widget under Xvfb: connect the simulator, start, stream layers, pause, resume, stop;
+the live layers' defaults, the score plot's ticks, and a recorded session opened in napari."""
 
 import numpy as np
 import pytest
@@ -111,3 +112,104 @@ def test_manifest_contributes_the_live_widget_and_the_session_reader():
     readers = {r["command"]: r for r in manifest["contributions"]["readers"]}
     assert readers["napari-nanoscopy.get_session_reader"]["accepts_directories"]
     assert commands["napari-nanoscopy.get_session_reader"] == "napari_nanoscopy.live.recorder:get_session_reader"
+
+
+def _frame_result(frame, field=64, roi=(16, 16, 32, 32), sted=False, variability=False):
+    from napari_nanoscopy.live.pipeline import FrameResult
+    from napari_nanoscopy.live.policies import Decision
+
+    rng = np.random.default_rng(frame)
+    maps = {"mean_segmentation": rng.random(roi[2:]) > 0.7}
+    if variability:
+        maps["high_variability"] = rng.random(roi[2:]) > 0.9
+    return FrameResult(
+        frame=frame, confocal=rng.random((field, field), np.float32) * 100,
+        synthetic=rng.random((field, field), np.float32), disparity=rng.random((field, field), np.float32),
+        patch=(0, 0, 8, 8), segmentation=maps["mean_segmentation"],
+        decision=Decision("dice", 0.4, 0.5, sted, "test", maps),
+        sted=rng.random(roi[2:], np.float32) * 30 if sted else None, timings_s={}, dose_photons=1.0, roi=roi,
+    )
+
+
+def test_live_layers_are_readable_when_a_session_starts(make_napari_viewer):
+    """No additive wash of full-field layers: the confocal under the synthetic STED, the diagnostic
+    maps hidden, the segmentation as outlines on top, the real STED of the ROI under them."""
+    from napari_nanoscopy._widgets.live import LiveWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8)), name="the user's own layer")
+    widget = LiveWidget(viewer)
+    widget._update_layers(_frame_result(0))
+    live = [layer for layer in viewer.layers if layer.name.startswith("live ")]
+    assert [layer.name for layer in live] == ["live confocal", "live synthetic STED", "live disparity",
+                                              "live segmentation"]  # bottom to top
+    visible = {layer.name: layer.visible for layer in live}
+    assert visible == {"live confocal": True, "live synthetic STED": True, "live disparity": False,
+                       "live segmentation": True}
+    images = [layer for layer in live if layer.name != "live segmentation"]
+    assert all(layer.blending == "translucent" and layer.opacity == 1.0 for layer in images)
+    assert [layer.colormap.name for layer in images] == ["gray", "magma", "viridis"]
+    segmentation = viewer.layers["live segmentation"]
+    assert segmentation.__class__.__name__ == "Labels" and segmentation.contour >= 1
+
+    # a triggered STED (and the variability policy's map) later: the real STED under the outlines
+    widget._update_layers(_frame_result(1, sted=True, variability=True))
+    live = [layer for layer in viewer.layers if layer.name.startswith("live ")]
+    assert [layer.name for layer in live] == ["live confocal", "live synthetic STED", "live disparity",
+                                              "live variability", "live real STED", "live segmentation"]
+    assert viewer.layers["live real STED"].visible and not viewer.layers["live variability"].visible
+    assert viewer.layers["live real STED"].blending == "translucent"
+    assert viewer.layers[0].name == "the user's own layer"
+    widget.close()
+
+
+def test_score_plot_has_whole_frame_ticks(make_napari_viewer):
+    from napari_nanoscopy._widgets.live import LiveWidget
+
+    widget = LiveWidget(make_napari_viewer())
+    widget.plot.set_line("dice", np.array([0.0, 1.0, 2.0]), np.array([0.9, 0.4, 0.7]))
+    assert [label for _, label in widget.plot.x_ticks()] == ["0", "1", "2"]
+    widget.plot.set_line("dice", np.array([0.0]), np.array([0.9]))  # one frame: the axis spans 0 to 1
+    assert [label for _, label in widget.plot.x_ticks()] == ["0", "1"]
+    widget.close()
+
+
+def test_a_recorded_session_opens_with_each_sted_at_its_frame(make_napari_viewer, tmp_path):
+    """The STED stack holds only the frames where a STED was acquired; opened in napari, each sits
+    at its frame number (empty planes elsewhere), next to that frame's confocal."""
+    from napari_nanoscopy.live.adapters import CONFOCAL, STED, Frame
+    from napari_nanoscopy.live.recorder import Recorder
+
+    field, roi, pixel = 48, (8, 16, 24, 24), 20.0
+    rng = np.random.default_rng(3)
+
+    def frame(modality, region):
+        shape = region[2:] if region else (field, field)
+        return Frame(rng.random(shape, np.float32), modality, region or (0, 0, field, field), pixel, 0.0, 1.0)
+
+    acquired = {}
+    with Recorder(tmp_path / "session", session={"roi": list(roi)}) as recorder:
+        # frame 2 acquired again after a resume; at frame 4 a triggered STED, then the final reference
+        steps = [("reference", 0), ("confocal", 0), ("confocal", 1), ("confocal", 2), ("confocal", 2),
+                 ("sted", 2), ("confocal", 3), ("confocal", 4), ("sted", 4), ("reference", 4)]
+        for kind, t in steps:
+            image = frame(CONFOCAL if kind == "confocal" else STED, None if kind == "confocal" else roi)
+            recorder.write_frame(image, kind=kind, frame_number=t)
+            acquired[(kind if kind == "confocal" else "sted", t)] = image.data  # the last of each frame
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "session"), plugin="napari-nanoscopy")
+    confocal, sted = (viewer.layers[name] for name in ("confocal", "STED"))
+    assert {layer.name for layer in layers} == {"confocal", "STED"}
+    assert confocal.data.shape == (5, field, field) and sted.data.shape == (5, 24, 24)
+    for t in range(5):
+        np.testing.assert_array_equal(confocal.data[t], acquired[("confocal", t)])
+        if ("sted", t) in acquired:
+            np.testing.assert_array_equal(sted.data[t], acquired[("sted", t)])
+        else:
+            assert np.isnan(sted.data[t]).all()
+        # plane t of both layers lies at frame t of the viewer's frame axis
+        assert confocal.data_to_world((t, 0, 0))[0] == sted.data_to_world((t, 0, 0))[0] == t
+    assert sted.metadata["sted_frames"] == [0, 2, 4]
+    assert [a["kind"] for a in sted.metadata["acquisitions"]] == ["reference", "sted", "reference"]
+    assert tuple(sted.translate) == pytest.approx((0.0, 8 * pixel, 16 * pixel))

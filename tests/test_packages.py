@@ -111,7 +111,7 @@ def test_missing_and_misshaped_tensors_are_refused(packages_dir, tmp_path):
     [
         (lambda card: card.update(family="cyclegan"), "unknown family 'cyclegan'"),
         (lambda card: card.pop("architecture"), "no 'architecture'"),
-        (lambda card: card.update(pixel_size_nm=-20), "pixel_size_nm must be positive"),
+        (lambda card: card.update(pixel_size_nm=-20), "pixel_size_nm must be a finite number from 0.1 to 100000"),
         (lambda card: card["channels"].update(input=["a", "b"]), "names 2 input channels"),
         (lambda card: card.update(format_version=99), "format_version 99"),
         (lambda card: card["normalization"]["input"].update(mode="zscore"), "normalization mode 'zscore'"),

@@ -122,7 +122,7 @@ def test_restore_bundled_sample_at_the_input_scale_and_rerun_updates(make_napari
     wait_idle(qtbot, widget)
     assert widget.last_error is None
     [restored] = results(viewer)
-    assert restored.name == "weak label (input) restored [l2l-twolabel]"
+    assert restored.name == "restored: weak label (input)"
     assert tuple(restored.scale) == (20.0, 20.0) and restored.data.shape == (128, 128)
     meta = restored.metadata
     assert meta["model"] == "l2l-twolabel" and len(meta["weights_sha256"]) == 64
@@ -170,6 +170,19 @@ def test_restore_task_model_gives_restored_uncertainty_and_labelled_segmentation
     widget.run()
     wait_idle(qtbot, widget)
     assert list(viewer.layers) == layers_before
+    # napari's layer list elides long names in the middle: the results differ in their first word
+    names = [by_role[role].name for role in ("restored", "uncertainty", "segmentation")]
+    assert names == ["restored: confocal", "uncertainty: confocal", "segmentation: confocal"]
+    assert len({name[:12] for name in names}) == 3
+    assert by_role["restored"].metadata["model"] == "test-tagan"
+    # another model on the same input: its results name the model, the first ones keep their names
+    assert widget.select_model("l2l-twolabel")
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    assert [l.name for l in results(viewer) if l.metadata["model"] == "l2l-twolabel"] == [
+        "restored: confocal [l2l-twolabel]"]
+    assert [by_role[role].name for role in ("restored", "uncertainty", "segmentation")] == names
 
 
 def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, smooth_image):
@@ -187,13 +200,35 @@ def test_restore_stack_plane_by_plane_with_progress(make_napari_viewer, qtbot, s
     job._bridge.progressed.connect(lambda done, total, _: reports.append((done, total)))
     assert job.bar in progress._all_instances  # napari's activity dock shows it
     wait_idle(qtbot, widget)
-    assert job.bar not in progress._all_instances and job.bar.total == reports[-1][1]
+    assert job.bar not in progress._all_instances and job.bar.total == reports[-1][1] + 1  # + the end of the job
     assert widget.last_error is None
     [restored] = results(viewer)
     assert restored.data.shape == stack.shape and tuple(restored.scale) == (1.0, 20.0, 20.0)
     assert reports and reports[-1][0] == reports[-1][1] and reports[-1][1] >= 3  # at least one step per plane
     for plane in range(3):
         assert np.std(restored.data[plane]) > 0
+
+
+def test_progress_bar_is_full_only_when_the_results_are_shown(make_napari_viewer, qtbot, smooth_image):
+    """Blending, segmentation and adding the layers come after the last tile: no 100 % before the end."""
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(smooth_image[:96, :96], name="confocal", scale=(20.0, 20.0), units=("nm", "nm"))
+    widget = RestoreWidget(viewer)
+    assert widget.select_model("l2l-twolabel")
+    bar = widget.progress_bar
+    shown = []  # (value, maximum, the job still running) at every change of the bar
+    bar.valueChanged.connect(lambda value: shown.append((value, bar.maximum(), widget.job is not None)))
+    reports = []
+    job = widget.run()
+    job._bridge.progressed.connect(lambda done, total, _: reports.append((done, total)))
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None and results(viewer)
+    assert reports[-1][0] == reports[-1][1]  # the worker reported its last step while the job ran
+    running = [(value, maximum) for value, maximum, busy in shown if busy]
+    assert running and all(value < maximum for value, maximum in running), running
+    assert bar.value() == bar.maximum() > 0  # full once the layers are there
 
 
 def test_restore_multichannel_model_takes_the_matching_channel_axis(make_napari_viewer, qtbot, packages_dir, smooth_image):
@@ -315,9 +350,17 @@ def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer,
     widget.batch_box.setValue(2)
     out = tmp_path / "my-l2l"
     widget.output_edit.setText(str(out))
+    bar = widget.progress_bar
+    shown = []  # (value, maximum, the job still running) at every change of the bar
+    bar.valueChanged.connect(lambda value: shown.append((value, bar.maximum(), widget.job is not None)))
     widget.train()
     wait_idle(qtbot, widget)
     assert widget.last_error is None, widget.last_error
+    running = [(value, maximum) for value, maximum, busy in shown if busy]
+    assert running and all(value < maximum for value, maximum in running), running  # saving comes after step 3
+    assert bar.value() == bar.maximum() > 0
+    ticks = widget.plot.x_ticks()
+    assert ticks and all(float(tick).is_integer() for tick, _ in ticks), ticks  # whole steps on the loss curve
     package = load_model(out)
     assert package.card.training["steps"] == 3 and package.card.pixel_size_nm == pytest.approx(20.0)
     assert (pairs_folder(out) / "input" / "plane_0000.ome.tif").is_file()

@@ -21,23 +21,23 @@ def get_reader(path: str | list[str]):
 
 
 def read_tiff(path: str) -> list[tuple]:
+    """One layer per channel (named after it, or numbered as the command line's --channel counts
+    them), each at the file's pixel size; an RGB file is refused, as by :func:`read_image`."""
     image = read_image(path)
-    spatial = image.axes.replace("C", "")
-    pixel = image.pixel_size_nm
-    kwargs: dict[str, Any] = {
-        "name": Path(path).name.split(".")[0],
-        "metadata": {"pixel_size_nm": pixel, "axes": image.axes, **image.metadata},
-    }
-    if pixel is not None:
-        kwargs["scale"] = (1.0,) * (len(spatial) - 2) + (pixel, pixel)
-        kwargs["units"] = ("pixel",) * (len(spatial) - 2) + ("nm", "nm")
-    if "C" in image.axes:
-        kwargs["channel_axis"] = image.axes.index("C")
-        if image.channel_names:
-            kwargs["name"] = list(image.channel_names)
     layer_type = "labels" if image.metadata.get("layer_type") == "labels" else "image"
-    if layer_type == "labels":
-        kwargs.pop("channel_axis", None)
+    split = "C" in image.axes and layer_type == "image"
+    layer_axes = image.axes.replace("C", "") if split else image.axes
+    pixel = image.pixel_size_nm
+    stem = Path(path).name.split(".")[0]
+    # The file's own pixel size and axes win over any copied into its provenance.
+    kwargs: dict[str, Any] = {"name": stem, "metadata": {**image.metadata, "pixel_size_nm": pixel, "axes": layer_axes}}
+    if pixel is not None:
+        kwargs["scale"] = (1.0,) * (len(layer_axes) - 2) + (pixel, pixel)
+        kwargs["units"] = ("pixel",) * (len(layer_axes) - 2) + ("nm", "nm")
+    if split:
+        kwargs["channel_axis"] = image.axes.index("C")
+        count = image.data.shape[kwargs["channel_axis"]]
+        kwargs["name"] = list(image.channel_names or [f"{stem} [{index}]" for index in range(count)])
     return [(image.data, kwargs, layer_type)]
 
 

@@ -41,18 +41,32 @@ import numpy as np
 import torch
 
 from .errors import NanoscopyError
+from .limits import check_int
 
-SECTIONS = ("throughput", "precision", "tiling", "mc", "memory", "roofline", "optical_flow", "live_latency")
+# Every section and what it measures, in the order they run (`bench --help` lists them from here).
+SECTIONS = {
+    "throughput": "megapixels per second of a restoration per family, at paper size and for the bundled models",
+    "precision": "bf16 against fp32, the speed-up and how closely the outputs agree",
+    "tiling": "tiled vs one-shot restoration of the same pixels",
+    "mc": "Monte-Carlo samples batched vs one forward pass each",
+    "memory": "peak resident memory of a large restoration, in a fresh process",
+    "roofline": "FLOP/s of a generator pass vs this machine's dense-convolution peak",
+    "optical_flow": "Horn-Schunck optical flow (benchmarks/optical_flow.py, source checkouts only)",
+    "live_latency": "live-assist decision latency (benchmarks/live_latency.py, source checkouts only)",
+}
 SEED = 0
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
-# Full run as the benchmarks issue asks; --quick is a smoke test of every section in seconds.
+# Full run as the benchmarks issue asks; --quick is a smoke test of every section in seconds: one
+# repeat, small fields, a short convolution peak, and tiling on a narrow CARE U-Net, whose small
+# halo lets a 128-px field split into windows.
 FULL = dict(size=2048, repeats=3, memory_size=8192, mc_size=512, mc_samples=10, tiling_size=2048,
-            roofline_size=512, flow_size=500, flow_repeats=3, live=dict(size=500, frames=3, samples=10),
-            all_bundled=True, warm_up=True)
-QUICK = dict(size=64, repeats=2, memory_size=256, mc_size=64, mc_samples=3, tiling_size=256,
-             roofline_size=32, flow_size=64, flow_repeats=1, live=dict(size=128, frames=1, samples=2),
-             all_bundled=False, warm_up=False)
+            roofline_size=512, conv_peak_s=0.2, flow_size=500, flow_repeats=3,
+            live=dict(size=500, frames=3, samples=10), all_bundled=True, warm_up=True)
+QUICK = dict(size=64, repeats=1, memory_size=128, mc_size=64, mc_samples=3, tiling_size=128,
+             roofline_size=32, conv_peak_s=0.01, flow_size=64, flow_repeats=1,
+             live=dict(size=128, frames=1, samples=2), all_bundled=False, warm_up=False)
+QUICK_TILING_MODEL = dict(base_filters=8, depth=1, kernel_size=3)  # l2l generator, halo 26 px
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
 
 
@@ -143,18 +157,18 @@ def field(size: int, seed: int = SEED) -> np.ndarray:
     return rng.poisson(2.0 + 30.0 * structure**2).astype(np.float32)
 
 
-def paper_package(family: str):
-    """A model package of ``family`` at its paper's size, freshly initialised (seed 0)."""
+def paper_package(family: str, **overrides):
+    """A model package of ``family`` at its paper's size (or changed by ``overrides``), freshly initialised (seed 0)."""
     from .models import build_generator, paper_defaults
     from .packages import ModelCard, ModelPackage
 
-    kwargs = paper_defaults(family)
+    kwargs = {**paper_defaults(family), **overrides}
     torch.manual_seed(SEED)
     generator = build_generator(family, **kwargs).eval()
     channels = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else ["confocal"]
     card = ModelCard(
-        name=f"{family}-paper-size", family=family, generator=kwargs, input_channels=channels,
-        output_channels=["STED"], pixel_size_nm=20.0,
+        name=f"{family}-{'small' if overrides else 'paper-size'}", family=family, generator=kwargs,
+        input_channels=channels, output_channels=["STED"], pixel_size_nm=20.0,
         normalization={"input": [PERCENTILE] + [{"mode": "none"}] * (len(channels) - 1),
                        "output": {"mode": "range", "range": [-1.0, 1.0]}},
         default_samples=10 if kwargs.get("dropout", 0) > 0 else 1,
@@ -323,7 +337,8 @@ model, size, device, threads, precision = sys.argv[1], int(sys.argv[2]), sys.arg
 torch.set_num_threads(threads)
 package = paper_package(model[len("paper:"):]) if model.startswith("paper:") else load_model(model)
 restorer = Restorer(package, device=device, precision=precision)
-restorer.restore(model_input(restorer, 128), channel_axis=None if restorer.in_channels == 1 else 0, samples=1)
+warm_up = model_input(restorer, min(size, 128))
+restorer.restore(warm_up, channel_axis=None if restorer.in_channels == 1 else 0, samples=1)
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
@@ -335,7 +350,7 @@ try:  # forget the warm-up's high-water mark (Linux >= 4.0), so the peak is this
 except OSError:
     reset = False
 baseline = status("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-tile = field(1024)
+tile = field(min(size, 1024))
 image = np.empty((size, size), dtype=np.float32)  # filled block by block: no temporary copies
 for y in range(0, size, 1024):
     for x in range(0, size, 1024):
@@ -371,8 +386,9 @@ def bench_memory(model: str, size: int, device, precision: str = "fp32") -> dict
     return figures
 
 
-def _conv_peak(device, size: int, repeats: int) -> dict:
-    """Best FLOP/s of dense 3x3 convolutions (64, 128 and 256 channels) on this device."""
+def _conv_peak(device, size: int, repeats: int, seconds: float) -> dict:
+    """Best FLOP/s of dense 3x3 convolutions (64, 128 and 256 channels) on this device, each
+    timed over loops of about ``seconds``."""
     best = None
     for channels in (64, 128, 256):
         side = max(32, size * 64 // channels)
@@ -384,7 +400,7 @@ def _conv_peak(device, size: int, repeats: int) -> dict:
             start = time.perf_counter()
             conv(x)
             _sync(device)
-            loops = max(1, min(200, int(0.2 / max(time.perf_counter() - start, 1e-6))))
+            loops = max(1, min(200, int(seconds / max(time.perf_counter() - start, 1e-6))))
             timing = timed(lambda: [conv(x) for _ in range(loops)], max(3, repeats), device)
         timing = {key: value / loops if key.endswith("_s") else value for key, value in timing.items()}
         flops = 2.0 * channels * channels * 9 * side * side
@@ -404,9 +420,10 @@ def count_flops(module: torch.nn.Module, x: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_roofline(families: list[str], size: int, repeats: int, device) -> dict:
-    """Achieved FLOP/s of each paper-size generator's forward pass vs the dense-convolution peak."""
-    peak = _conv_peak(device, size, repeats)
+def bench_roofline(families: list[str], size: int, repeats: int, device, conv_peak_s: float = 0.2) -> dict:
+    """Achieved FLOP/s of each paper-size generator's forward pass vs the dense-convolution peak
+    (each timed call of the peak loops its convolution for about ``conv_peak_s`` seconds)."""
+    peak = _conv_peak(device, size, repeats, conv_peak_s)
     rows = []
     for family in families:
         package = paper_package(family)
@@ -450,7 +467,7 @@ def _script(name: str, arguments: list[str], timeout: float | None) -> dict:
 def run_benchmarks(
     quick: bool = False,
     device: str | torch.device | None = "auto",
-    sections: list[str] | tuple[str, ...] = SECTIONS,
+    sections: list[str] | tuple[str, ...] = tuple(SECTIONS),
     size: int | None = None,
     repeats: int | None = None,
     memory_size: int | None = None,
@@ -467,9 +484,11 @@ def run_benchmarks(
     if unknown:
         raise NanoscopyError(f"Unknown benchmark section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}.")
     plan = dict(QUICK if quick else FULL)
-    for name, value, minimum in (("size", size, 64), ("repeats", repeats, 1), ("memory size", memory_size, 64)):
-        if value is not None and value < minimum:
-            raise NanoscopyError(f"The benchmark {name} must be at least {minimum}, not {value}.")
+    # a 16384-px side is 1 GiB of float32 (the memory section holds several); 100 repeats take a day
+    for name, value, low, high in (("size", size, 64, 16384), ("repeats", repeats, 1, 100),
+                                   ("memory size", memory_size, 64, 16384)):
+        if value is not None:
+            check_int(f"The benchmark {name}", value, low, high)
     plan["size"] = size or plan["size"]
     plan["repeats"] = repeats or plan["repeats"]
     plan["memory_size"] = memory_size or plan["memory_size"]
@@ -509,7 +528,7 @@ def run_benchmarks(
         say("tiling overhead")
         tiling_size = max(plan["tiling_size"], plan["size"] if size else 0)
         if quick:  # quick images are smaller than the automatic window: a given tile (2 x 2 windows)
-            report["tiling"] = [bench_tiling(load_model(per_family.get("l2l", bundled[0])), tiling_size,
+            report["tiling"] = [bench_tiling(paper_package("l2l", **QUICK_TILING_MODEL), tiling_size,
                                              plan["repeats"], resolved, tiling_size // 2, precision)]
         else:
             report["tiling"] = [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved,
@@ -530,7 +549,8 @@ def run_benchmarks(
     if "roofline" in sections:
         say("roofline")
         families = ["tagan", "l2l"] if quick else list(FAMILIES)
-        report["roofline"] = bench_roofline(families, plan["roofline_size"], plan["repeats"], resolved)
+        report["roofline"] = bench_roofline(families, plan["roofline_size"], plan["repeats"], resolved,
+                                            plan["conv_peak_s"])
     timeout = 300.0 if quick else None
     if "optical_flow" in sections:
         say("Horn-Schunck optical flow (benchmarks/optical_flow.py)")

@@ -1,17 +1,23 @@
 """The ``napari-nanoscopy`` command line: a thin front end over the library.
 
 User errors print one line (``napari-nanoscopy: error: ...``) and exit with status 2; an
-interrupted run exits with 130. Outputs are written only after the restoration has finished,
-each atomically, and a failure while writing removes the outputs this run had written, so a
-failed or interrupted run never leaves a partial file.
+interrupted run exits with 130, and SIGTERM interrupts like Ctrl-C. Outputs are written only
+after the restoration has finished, under hidden temporary names, and published all together
+(:class:`~napari_nanoscopy.io.StagedOutputs`), never over a file that appeared meanwhile unless
+--overwrite is given; so a failed, interrupted or terminated run leaves no output and no
+temporary file.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -42,6 +48,22 @@ class _Progress:
         self.stream.flush()
 
 
+def whole_number(text: str) -> int:
+    """An integer option: digits, or an integral number in scientific notation ("1e3"); the library
+    checks its range and says it in one line."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _existing_file(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_file():
@@ -51,8 +73,8 @@ def _existing_file(text: str) -> Path:
 
 def _restore(args: argparse.Namespace) -> int:
     from .inference import Restorer
-    from .io import read_image, write_image
-    from .large import cli_restore, needs_batch
+    from .io import StagedOutputs, check_output_path, read_image, write_image
+    from .large import check_uncertainty_samples, cli_restore, input_channel, needs_batch
 
     if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
         return cli_restore(args, _Progress, PROG)
@@ -67,11 +89,8 @@ def _restore(args: argparse.Namespace) -> int:
         raise NanoscopyError(f"An output path is the input file {source}; choose another output path.")
     if len(set(resolved)) != len(resolved):
         raise NanoscopyError("Two outputs have the same path; give each output its own file.")
-    for path in outputs.values():
-        if path.exists() and not args.overwrite:
-            raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
-        if not path.expanduser().parent.is_dir():
-            raise NanoscopyError(f"The folder {path.parent} does not exist; create it first.")
+    for path in outputs.values():  # every output writable before any work, not after the restoration
+        check_output_path(path, overwrite=args.overwrite)
 
     restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
                         compile=args.compile)
@@ -81,7 +100,11 @@ def _restore(args: argparse.Namespace) -> int:
             f"The model '{card.name}' has no task network, so there is no segmentation to write; "
             "drop --segmentation or pick a task-assisted model."
         )
-    image = read_image(source)
+    check_uncertainty_samples(args, card)
+    image = read_image(source, axes=args.axes)
+    image_data, image_axes, chosen = input_channel(
+        restorer, image.data, image.axes, image.channel_names, args.channel, source.name
+    )
     pixel_size = args.pixel_size if args.pixel_size is not None else image.pixel_size_nm
     if pixel_size is None and card.pixel_size_nm is not None:
         print(
@@ -89,14 +112,9 @@ def _restore(args: argparse.Namespace) -> int:
             "(give --pixel-size to resample).",
             file=sys.stderr,
         )
-    channel_axis = image.axes.index("C") if "C" in image.axes and restorer.in_channels > 1 else None
-    if "C" in image.axes and restorer.in_channels == 1 and image.data.shape[image.axes.index("C")] > 1:
-        raise NanoscopyError(
-            f"{source.name} has {image.data.shape[image.axes.index('C')]} channels but the model '{card.name}' "
-            "takes one; save the channel to restore as its own file."
-        )
+    channel_axis = image_axes.index("C") if "C" in image_axes and restorer.in_channels > 1 else None
     result = restorer.restore(
-        image.data,
+        image_data,
         pixel_size_nm=pixel_size,
         channel_axis=channel_axis,
         samples=args.samples,
@@ -105,9 +123,9 @@ def _restore(args: argparse.Namespace) -> int:
         progress=_Progress(f"restoring {source.name}"),
     )
 
-    stack_axes = "".join(a for a in image.axes[:-2] if a != "C" or restorer.in_channels == 1)
+    stack_axes = "".join(a for a in image_axes[:-2] if a != "C" or restorer.in_channels == 1)
     restored_axes = stack_axes + ("C" if restorer.out_channels > 1 else "") + "YX"
-    provenance = {"input": str(source), **result.provenance}
+    provenance = {"input": str(source), **chosen, **result.provenance}
     out_pixel = pixel_size if pixel_size is not None else card.pixel_size_nm
     planned = [("restored", result.mean, restored_axes, card.output_channels, "restored")]
     if "uncertainty" in outputs:
@@ -118,23 +136,17 @@ def _restore(args: argparse.Namespace) -> int:
         labels = {str(i + 1): name for i, name in enumerate(result.task_names)}
         planned.append(("segmentation", result.labels, stack_axes + "YX", None, labels))
 
-    written: list[Path] = []
-    try:
+    with StagedOutputs(overwrite=args.overwrite) as staged:  # all outputs or none
         for key, data, axes, channel_names, content in planned:
             write_image(
-                outputs[key],
+                staged.stage(outputs[key]),
                 data,
                 pixel_size_nm=out_pixel,
                 axes=axes,
                 channel_names=channel_names if "C" in axes else None,
                 metadata={"content": content, **provenance},
             )
-            written.append(outputs[key])
-    except BaseException:
-        for path in written:  # all outputs or none
-            path.unlink(missing_ok=True)
-        raise
-    for path in written:
+    for path in staged.published:
         print(f"wrote {path}")
     return 0
 
@@ -245,7 +257,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from .bench import SECTIONS, format_report, run_benchmarks
 
-    sections = SECTIONS if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+    sections = list(SECTIONS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     say = None if args.json else (lambda text: print(f"{PROG} bench: {text}", file=sys.stderr, flush=True))
     report = run_benchmarks(quick=args.quick, device=args.device, sections=sections, size=args.size,
                             repeats=args.repeats, memory_size=args.memory_size, memory_model=args.memory_model,
@@ -272,10 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "OME-Zarr written chunk by chunk), or a folder for several inputs")
     restore.add_argument("--model", "-m", required=True, help="bundled model name, package folder or .zip, or TA-GAN .pth")
     restore.add_argument("--pixel-size", type=float, help="input pixel size in nm (default: read from the file)")
-    restore.add_argument("--samples", "-n", type=int, help="Monte-Carlo dropout samples (default: the model's)")
+    restore.add_argument("--channel", help="the channel of a multichannel input to restore, by index (from 0) or "
+                         "name; needed when the input has several channels and the model takes one")
+    restore.add_argument("--axes", help="the input's axes as the file stores them, one letter per dimension from "
+                         "TCZYX (e.g. CYX for a stack of channels, YXC for an RGB file's samples); replaces "
+                         "what the file says")
+    restore.add_argument("--samples", "-n", type=whole_number, help="Monte-Carlo dropout samples (default: the model's)")
     restore.add_argument("--uncertainty", help="write the per-pixel standard deviation of the samples here")
     restore.add_argument("--segmentation", help="write the task network's segmentation (labels) here")
-    restore.add_argument("--tile", type=int, help="tile size in pixels (default: automatic)")
+    restore.add_argument("--tile", type=whole_number, help="tile size in pixels (default: automatic)")
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     restore.add_argument("--mc-mode", default="dropout", choices=["dropout", "train"],
                          help="MC sampling: dropout only (default) or the public code's train-mode BatchNorm")
@@ -285,13 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--compile", action="store_true",
                          help="torch.compile the network: faster passes after a first one that compiles (10-30 s "
                               "per window shape); pays off for many images of one size")
-    restore.add_argument("--seed", type=int, help="seed for reproducible Monte-Carlo samples")
+    restore.add_argument("--seed", type=whole_number, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    restore.add_argument("--block", type=int, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "
+    restore.add_argument("--block", type=whole_number, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "
                          "1024 or a multiple of its chunks); memory then stays that of a few blocks")
     restore.add_argument("--scheduler", metavar="ADDRESS", help="run the blocks on a dask.distributed scheduler "
                          "(tcp://HOST:8786), or 'local' for an embedded LocalCluster")
-    restore.add_argument("--workers", type=int, help="run the blocks on an embedded dask LocalCluster of N workers")
+    restore.add_argument("--workers", type=whole_number, help="run the blocks on an embedded dask LocalCluster of N workers")
     restore.set_defaults(handler=_restore)
 
     from .simulation import KINDS, LOCALISATION_MAPS
@@ -303,9 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and write input/ target/ task/ truth/ TIFFs and dataset.json to --out.",
     )
     simulate.add_argument("kind", choices=KINDS, help="the structure to simulate")
-    simulate.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
-    simulate.add_argument("--size", type=int, default=64, help="image size in pixels of 20 nm (default 64)")
-    simulate.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files")
+    simulate.add_argument("--n", type=whole_number, default=100, help="number of samples (default 100)")
+    simulate.add_argument("--size", type=whole_number, default=64, help="image size in pixels of 20 nm (default 64)")
+    simulate.add_argument("--seed", type=whole_number, default=0, help="seed; the same seed gives the same files")
     simulate.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     simulate.add_argument(
         "--localisation", choices=LOCALISATION_MAPS, default="distance",
@@ -325,14 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("family", choices=TRAINING_FAMILIES)
     train.add_argument("--data", required=True, help="dataset folder")
     train.add_argument("--out", required=True, help="model package folder (or .zip) to write")
-    train.add_argument("--steps", type=int, required=True, help="optimisation steps")
-    train.add_argument("--patch", type=int, help="patch size in pixels (default: the family's)")
-    train.add_argument("--batch", type=int, help="batch size (default: the family's)")
+    train.add_argument("--steps", type=whole_number, required=True, help="optimisation steps")
+    train.add_argument("--patch", type=whole_number, help="patch size in pixels (default: the family's)")
+    train.add_argument("--batch", type=whole_number, help="batch size (default: the family's)")
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    train.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same model on a CPU")
+    train.add_argument("--seed", type=whole_number, default=0, help="seed; the same seed gives the same model on a CPU")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     train.add_argument("--init-from", metavar="MODEL",
-                       help="start the generator from this package's weights (transfer learning; same family and sizes)")
+                       help="fine-tune MODEL (a bundled model name, package folder or .zip of the same family): the "
+                            "networks take its architecture and start from its weights")
     train.set_defaults(handler=_train)
 
     csbdeep = commands.add_parser(
@@ -360,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="dataset folder with input/ target/ (task/ truth/) and dataset.json")
     evaluate.add_argument("--baseline", action="append", default=[], metavar="NAME=MODEL",
                           help="another model to compare, as a table row called NAME (repeatable)")
-    evaluate.add_argument("--samples", "-n", type=int, help="Monte-Carlo samples averaged per image (default: the model's)")
-    evaluate.add_argument("--limit", type=int, help="use only the first LIMIT images")
+    evaluate.add_argument("--samples", "-n", type=whole_number, help="Monte-Carlo samples averaged per image (default: the model's)")
+    evaluate.add_argument("--limit", type=whole_number, help="use only the first LIMIT images")
     evaluate.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -386,22 +404,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_live_parser(commands)
 
+    from .bench import SECTIONS as BENCH_SECTIONS
+
     bench = commands.add_parser(
         "bench",
         help="measure restoration speed and memory on this machine (see docs/performance.md)",
-        description="Measure restoration throughput per family (paper size and bundled models), tiling overhead, "
-        "batched vs sequential Monte-Carlo sampling, peak memory of a large restoration, the roofline ratio of "
-        "a generator pass, and (in a source checkout) Horn-Schunck flow and live decision latency. Fixed seeds; "
-        "min and median of repeats; the machine is described in the output.",
+        description="Measure, on this machine, section by section: "
+        + "; ".join(f"{name} ({summary})" for name, summary in BENCH_SECTIONS.items())
+        + ". Fixed seeds; min and median of repeats; the machine is described in the output.",
     )
-    bench.add_argument("--quick", action="store_true", help="small sizes, one section each: a smoke test in seconds")
+    bench.add_argument("--quick", action="store_true",
+                       help="small sizes and one repeat in every section: a smoke test in seconds")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    bench.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: throughput, tiling, mc, memory, "
-                       "roofline, optical_flow, live_latency (default: all)")
-    bench.add_argument("--size", type=int, help="throughput input side in pixels (default 2048; quick 128)")
-    bench.add_argument("--repeats", type=int, help="timed repeats after the warm-up (default 3; quick 2)")
-    bench.add_argument("--memory-size", type=int, help="side of the memory benchmark's float32 image (default 8192)")
+    bench.add_argument("--only", metavar="SECTIONS",
+                       help=f"comma-separated sections: {', '.join(BENCH_SECTIONS)} (default: all)")
+    bench.add_argument("--size", type=whole_number, help="throughput input side in pixels (default 2048; quick 64)")
+    bench.add_argument("--repeats", type=whole_number, help="timed repeats after the warm-up (default 3; quick 1)")
+    bench.add_argument("--memory-size", type=whole_number,
+                       help="side of the memory benchmark's float32 image (default 8192; quick 128)")
     bench.add_argument("--memory-model", default="l2l-twolabel",
                        help="model of the memory benchmark: a bundled name, a package, or paper:FAMILY")
     bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
@@ -415,19 +436,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _terminate_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt, so that a terminated run cleans up as after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except NanoscopyError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Cancelled):
-        print(f"\n{PROG}: interrupted; no output was written.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    with _terminate_as_interrupt():
+        try:
+            return args.handler(args)
+        except NanoscopyError as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, Cancelled):
+            print(f"\n{PROG}: interrupted; no output was written.", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from .analysis import dice, psnr, ssim
 from .analysis.fwhm import measure_spots
 from .errors import NanoscopyError
 from .io import read_image, read_json_object
+from .limits import check_int
 
 MATCH_RADIUS_PX = 3.0  # TA-GAN paper: a detection within 3 pixels of a true centre
 CLOSE_NANODOMAINS_NM = 80.0  # about the STED FWHM (72 nm): pairs STED itself barely resolves
@@ -285,6 +286,8 @@ def evaluate(
     from .inference import Restorer
 
     data_dir = Path(data_dir).expanduser()
+    if limit is not None:  # a negative or zero limit would slice the dataset to nothing, or from its end
+        limit = check_int("The image limit", limit, 1, 10**9, "leave it out to use every image")
     manifest, items, pixel_size = _read_dataset(data_dir, limit)
     kind = manifest.get("kind", "unknown")
     restorer = Restorer(model, device=device)

@@ -28,12 +28,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import __version__
 from .errors import Cancelled, NanoscopyError
+from .limits import MAX_RESAMPLED_PIXELS, MAX_TILE, MAX_ZOOM, check_int, check_pixel_size, check_samples, check_seed
+from .limits import available_memory as _available_memory
 from .packages import ModelPackage, load_model
 
 MIN_SIZE = 32  # pixels, at the model's pixel size: below this no model here has context to work with
 BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade (hides MC-dropout seams)
 MC_MODES = ("dropout", "train")
 MIN_TILE = 2 * BLEND_WIDTH
+# Splits of one axis the automatic tiling weighs (64-px cores up to a 65536-px axis): bounds its
+# search, which grows with the square of this, whatever the image's size.
+MAX_AXIS_WINDOWS = 1024
 # Fourier channel attention (TCAN) pools over the whole field, so tiles change its result:
 # such models run untiled up to this size, and are tiled (approximately) only beyond it.
 GLOBAL_CONTEXT_TILE = 2048
@@ -303,7 +308,7 @@ def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int,
     padded = _round_up(length, multiple)
     options = {(padded, padded, padded, 1)}  # one window over the whole (padded) axis
     smallest = _round_up(MIN_TILE, multiple)
-    for n in range(2, max(2, math.ceil(length / smallest)) + 1):
+    for n in range(2, min(max(2, math.ceil(length / smallest)), MAX_AXIS_WINDOWS) + 1):
         core = max(smallest, _round_up(math.ceil(length / n), multiple))
         if core + 2 * halo >= padded:
             continue
@@ -365,22 +370,6 @@ class _PeakTensorBytes(TorchDispatchMode):
             storages[storage._cdata] = storage.nbytes()
         self.peak = max(self.peak, sum(storages.values()))
         return out
-
-
-def _available_memory() -> int | None:
-    """Bytes of host memory available now (Linux /proc/meminfo, else psutil), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return int(psutil.virtual_memory().available)
 
 
 def _load_malloc_trim():
@@ -559,13 +548,13 @@ class Restorer:
         ``should_cancel`` is polled between batches; when it returns True, :class:`Cancelled`
         is raised and nothing is returned.
         """
-        samples = self.card.default_samples if samples is None else int(samples)
-        if samples < 1:
-            raise NanoscopyError(f"The number of samples must be at least 1, not {samples}.")
+        samples = check_samples(self.card.default_samples if samples is None else samples)
+        seed = check_seed(seed)
         frames, lead_shape = self._frames(image, channel_axis)
         factor = self._zoom_factor(pixel_size_nm)
         height, width = frames.shape[-2:]
-        model_shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+        model_shape = self._model_shape((height, width), factor, pixel_size_nm)
+        self._check_output_memory(len(frames), (height, width), samples, keep_samples)
         if min(model_shape) < MIN_SIZE:
             raise NanoscopyError(
                 f"The image is {height}x{width} pixels ({model_shape[0]}x{model_shape[1]} at the model's pixel size), "
@@ -628,20 +617,21 @@ class Restorer:
                 run.run(step)
                 if in_place:
                     self._finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out)
-                    continue
-                accum = run.accumulators
-                mean[index] = output_affine.apply(_resize(accum.mean, (height, width)))
-                if std is not None:
-                    spread = accum.std if passes > 1 else np.zeros_like(accum.mean)
-                    std[index] = _resize(spread, (height, width)) * np.float32(abs(output_affine.scale))
-                if sample_out is not None:
-                    for k in range(samples):
-                        sample_out[k, index] = output_affine.apply(_resize(accum.sample(k), (height, width)))
-                if task_mean is not None:
-                    task_mean[index] = _resize(accum.task_mean, (height, width))
-                if task_sample_out is not None:
-                    for k in range(samples):
-                        task_sample_out[k, index] = _resize(accum.task_sample(k), (height, width))
+                else:
+                    accum = run.accumulators
+                    mean[index] = output_affine.apply(_resize(accum.mean, (height, width)))
+                    if std is not None:
+                        spread = accum.std if passes > 1 else np.zeros_like(accum.mean)
+                        std[index] = _resize(spread, (height, width)) * np.float32(abs(output_affine.scale))
+                    if sample_out is not None:
+                        for k in range(samples):
+                            sample_out[k, index] = output_affine.apply(_resize(accum.sample(k), (height, width)))
+                    if task_mean is not None:
+                        task_mean[index] = _resize(accum.task_mean, (height, width))
+                    if task_sample_out is not None:
+                        for k in range(samples):
+                            task_sample_out[k, index] = _resize(accum.task_sample(k), (height, width))
+                self._check_output(mean[index], None if task_mean is None else task_mean[index], index)
 
         return self._result(
             lead_shape, mean, std, sample_out, task_mean, task_sample_out,
@@ -727,13 +717,77 @@ class Restorer:
                     "before restoring."
                 )
 
+    def _check_output_memory(self, frames: int, shape: tuple[int, int], samples: int, keep_samples: bool) -> None:
+        """Refuse, before allocating them, outputs larger than the memory available now."""
+        kept = samples if keep_samples else 0
+        planes = self.out_channels * (1 + (samples > 1) + kept) + len(self.task_names) * (1 + kept)
+        needed = 4 * frames * planes * shape[0] * shape[1]
+        available = _available_memory()
+        if available is not None and needed > available:
+            stack = f"{frames} planes of " if frames > 1 else ""
+            raise NanoscopyError(
+                f"Restoring {stack}{shape[0]}x{shape[1]} pixels needs {needed / 1e9:.1f} GB for the outputs, more than "
+                f"the {available / 1e9:.1f} GB of memory available; restore it block by block (restore --block with an "
+                "OME-Zarr output, or large.restore_chunked)."
+            )
+
+    def _check_output(self, restored: np.ndarray, task: np.ndarray | None, index: int) -> None:
+        """Refuse a restored plane with NaN or infinite pixels, or a constant one from a varying input:
+        the weights are broken or do not belong to this architecture, and such a file must not be written.
+
+        A constant output is refused only when the first input channel is normalised from the plane
+        itself (so it varies, or normalising would have refused it): with a fixed normalisation the
+        input may be a flat block of a larger image. Segmentations may be empty; only the task
+        network's scores are checked, for NaN.
+        """
+        where = f" (plane {index})" if index else ""
+        remedy = "its weights are broken or do not fit its model.json; use another model or re-export this one"
+        ranges = {}
+        for name, plane in (("restored image", restored), ("task network's output", task)):
+            if plane is None:
+                continue
+            ranges[name] = float(plane.min()), float(plane.max())  # NaN propagates; no temporary array
+            if not all(math.isfinite(value) for value in ranges[name]):
+                bad = plane.size - int(np.count_nonzero(np.isfinite(plane)))
+                raise NanoscopyError(
+                    f"The model '{self.card.name}' gave {bad} NaN or infinite pixel(s) in its {name}{where}; {remedy}."
+                )
+        low, high = ranges["restored image"]
+        if low == high and self.card.input_normalizations()[0].get("mode") not in ("fixed", "none"):
+            raise NanoscopyError(
+                f"The model '{self.card.name}' gave a constant restored image{where} (every pixel is {low:g}) "
+                f"from a varying input; {remedy}."
+            )
+
     def _zoom_factor(self, pixel_size_nm: float | None) -> float:
-        if pixel_size_nm is None or self.card.pixel_size_nm is None:
+        if pixel_size_nm is None:
             return 1.0
-        if not (isinstance(pixel_size_nm, (int, float)) and math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
-            raise NanoscopyError(f"The pixel size must be a positive number of nanometres, not {pixel_size_nm!r}.")
+        pixel_size_nm = check_pixel_size(pixel_size_nm, "The image's pixel size",
+                                         "give the image's pixel size in nanometres (--pixel-size on the command line)")
+        if self.card.pixel_size_nm is None:
+            return 1.0
         factor = pixel_size_nm / self.card.pixel_size_nm
         return 1.0 if abs(factor - 1.0) < 1e-3 else factor
+
+    def _model_shape(self, image_shape: tuple[int, int], factor: float, pixel_size_nm: float | None) -> tuple[int, int]:
+        """The image's (Y, X) size at the model's pixel size; refuses, before anything is allocated,
+        a resampling so strong that the pixel size is surely wrong, or whose copy would not fit."""
+        height, width = image_shape
+        model_shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if factor != 1.0 and (max(factor, 1 / factor) > MAX_ZOOM or model_shape[0] * model_shape[1] > MAX_RESAMPLED_PIXELS):
+            model_nm = self.card.pixel_size_nm
+            # the usual slip is a unit: a value in um or pm read as nm
+            guesses = [f"{pixel_size_nm * scale:g} nm if it was given in {unit}"
+                       for scale, unit in ((1e3, "um"), (1e-3, "pm"))
+                       if 1 / MAX_ZOOM <= pixel_size_nm * scale / model_nm <= MAX_ZOOM]
+            hint = guesses[0] if guesses else f"the model expects about {model_nm:g} nm"
+            raise NanoscopyError(
+                f"With {pixel_size_nm:g} nm pixels the {height}x{width} image would be resampled to "
+                f"{model_shape[0]}x{model_shape[1]} pixels for the model '{self.card.name}' ({model_nm:g} nm pixels), "
+                f"a factor of {factor:.3g}; check the pixel size ({hint}; at most {MAX_ZOOM:g}x coarser or finer than "
+                f"the model's, and at most {MAX_RESAMPLED_PIXELS} pixels once resampled)."
+            )
+        return model_shape
 
     def plan(self, model_shape: tuple[int, int], *, tile_size: int | None = None, samples: int = 1,
              keep_samples: bool = False, frames: int = 1, image_shape: tuple[int, int] | None = None):
@@ -841,12 +895,8 @@ class Restorer:
                                  "restore without compile (the default).") from error
 
     def _given_core(self, tile_size: int) -> int:
-        if tile_size < MIN_TILE:
-            raise NanoscopyError(
-                f"The tile size must be at least {MIN_TILE} pixels, not {tile_size}; "
-                "leave it empty for an automatic choice."
-            )
-        return _round_up(int(tile_size), self.size_multiple)
+        tile_size = check_int("The tile size", tile_size, MIN_TILE, MAX_TILE, "leave it empty for an automatic choice")
+        return _round_up(tile_size, self.size_multiple)
 
     @contextmanager
     def _rng(self, seed: int | None) -> Iterator[None]:
@@ -887,6 +937,8 @@ class Restorer:
             "family": self.card.family,
             "weights_sha256": self.card.weights_sha256,
             "model_pixel_size_nm": self.card.pixel_size_nm,
+            # no pixel size given: the image was taken to be at the model's, not measured to be
+            "pixel_size_assumed": parameters["pixel_size_nm"] is None and self.card.pixel_size_nm is not None,
             "mc_mode": self.mc_mode if parameters["samples"] > 1 else "deterministic",
             "device": str(self.device),
             "napari_nanoscopy": __version__,

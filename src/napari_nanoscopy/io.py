@@ -3,11 +3,18 @@
 Conventions
 -----------
 - ``ImageData.axes`` has one letter per dimension of ``data``, in tifffile's vocabulary:
-  ``T`` time, ``C`` channel, ``Z`` depth, ``Y``, ``X``, ``S`` samples of an RGB pixel.
+  ``T`` time, ``C`` channel, ``Z`` depth, ``Y``, ``X``; ``Y`` and ``X`` come last.
   Files from other software lose their length-1 dimensions (tifffile's squeezed series
   axes), and a stack of unknown meaning (tifffile's ``I`` or ``Q``) is read as ``Z`` when
   the file has no ``Z`` axis. Files written by :func:`write_image` read back with exactly
   the axes and shape they were written with, length-1 dimensions included.
+- Samples of a pixel stored in separate planes (tifffile's ``S`` before ``Y``: how tifffile
+  saves a plain 3- or 4-plane stack, such as the TA-GAN datasets' confocal, STED and
+  annotation planes) are channels, ``C``. An RGB image (colour samples interleaved in each
+  pixel) is refused, since no nanoscopy model takes colour. ``read_image(path, axes=...)``
+  names the dimensions of a file that does not say, or says wrongly (e.g. ``"CYX"`` for a
+  stack of channels saved as slices, ``"YXC"`` for an RGB file's samples): one letter per
+  dimension of the image as the file stores it, replacing the file's axes.
 - ``pixel_size_nm`` is the lateral (Y/X) pixel size in nanometres, or None when the file
   carries no calibration. Anisotropic pixels (X and Y differing by more than 1 %) are
   refused. Plain TIFFs count as calibrated only when their resolution unit is the
@@ -25,6 +32,9 @@ import json
 import math
 import os
 import secrets
+import shutil
+import signal
+import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -37,8 +47,12 @@ import numpy as np
 import tifffile
 
 from napari_nanoscopy.errors import NanoscopyError
+from napari_nanoscopy.limits import available_memory
 
-__all__ = ["ImageData", "atomic_output", "read_image", "write_image"]
+__all__ = [
+    "ImageData", "OutputAppeared", "StagedOutputs", "atomic_output", "choose_channel", "read_image",
+    "select_channel", "write_image",
+]
 
 _OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -58,6 +72,7 @@ _NM_PER_UM = 1e3
 # (65000-65535); the "writer" key tells our tag apart from another program's use of the code.
 _PROVENANCE_TAG = 65417
 _PROVENANCE_WRITER = "napari-nanoscopy"
+_PROVENANCE_NAMESPACE = "napari-nanoscopy/provenance"  # of the OME CommentAnnotation holding the same JSON
 
 _NM_PER_UNIT = {
     "m": 1e9,
@@ -88,32 +103,174 @@ class ImageData:
     metadata: dict
 
 
+class OutputAppeared(NanoscopyError):
+    """An output path that was free when a run started was taken (by another run) before it published."""
+
+
+class StagedOutputs:
+    """The outputs of one run, written under temporary names and published all together or not at all.
+
+    :meth:`stage` gives the temporary path to write an output to (a file or a folder): hidden,
+    beside the output, ending in the output's name so that its suffix still names the format.
+    :meth:`publish` moves every staged output into place; when one cannot be placed, those already
+    placed are taken back and anything ``overwrite`` replaced is put back. Without ``overwrite``
+    nothing is ever replaced: an output path that something else (another run) created while this
+    run was writing is refused. Used as a context manager, the outputs are published when the block
+    ends normally and the temporaries removed when it ends by an exception (Ctrl-C included).
+    """
+
+    def __init__(self, overwrite: bool = False):
+        self.overwrite = overwrite
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, output)
+        self.published: list[Path] = []
+
+    def stage(self, path) -> Path:
+        """The temporary path to write the output ``path`` to."""
+        output = Path(path)
+        if not output.parent.is_dir():
+            raise NanoscopyError(
+                f"Cannot write {output}: the folder {output.parent} does not exist; create it first."
+            )
+        temporary = output.with_name(f".{secrets.token_hex(6)}.partial.{output.name}")
+        self._staged.append((temporary, output))
+        return temporary
+
+    def publish(self) -> list[Path]:
+        """Move every staged output into place, all or none; returns the outputs' paths."""
+        placed: list[tuple[Path, Path | None]] = []  # (output, hidden copy of what it replaced)
+        with _signals_held() as interrupted:  # a Ctrl-C or SIGTERM must not leave some outputs placed
+            try:
+                for temporary, output in self._staged:
+                    placed.append((output, self._place(temporary, output)))
+                if interrupted:
+                    raise KeyboardInterrupt  # while placing: an interrupted run keeps no output
+            except BaseException:
+                for output, replaced in reversed(placed):
+                    _remove(output)
+                    if replaced is not None:
+                        os.rename(replaced, output)
+                self._discard()
+                raise
+            for _, replaced in placed:
+                if replaced is not None:
+                    _remove(replaced)
+        self._staged.clear()
+        self.published = [output for output, _ in placed]
+        return self.published
+
+    def discard(self) -> None:
+        """Remove every temporary; nothing is published."""
+        with _signals_held():
+            self._discard()
+
+    def _discard(self) -> None:
+        for temporary, _ in self._staged:
+            _remove(temporary)
+        self._staged.clear()
+
+    def _place(self, temporary: Path, output: Path) -> Path | None:
+        replaced = None
+        if self.overwrite and os.path.lexists(output):
+            if output.is_dir() != temporary.is_dir():
+                kinds = ("folder", "file") if output.is_dir() else ("file", "folder")
+                raise NanoscopyError(
+                    f"Cannot replace {output}: it is a {kinds[0]} and the output is a {kinds[1]}; "
+                    "remove it or choose another path."
+                )
+            replaced = output.with_name(f".{secrets.token_hex(6)}.replaced.{output.name}")
+            os.rename(output, replaced)
+        try:
+            _move_exclusively(temporary, output)
+        except FileExistsError:
+            if replaced is not None:
+                os.rename(replaced, output)
+            raise OutputAppeared(
+                f"{output} appeared while this run was writing it (another run?), so no output of "
+                "this run was kept; choose another path or pass --overwrite to replace it."
+            ) from None
+        return replaced
+
+    def __enter__(self) -> "StagedOutputs":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is None:
+            self.publish()
+        else:
+            self.discard()
+
+
+def _move_exclusively(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, raising FileExistsError rather than replacing anything there."""
+    if not source.is_dir():
+        try:
+            os.link(source, target)  # fails when target exists, whoever created it and when
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links (FAT, some network shares)
+            pass
+        else:
+            os.unlink(source)
+            return
+    if os.path.lexists(target):
+        raise FileExistsError(target)
+    try:
+        os.rename(source, target)  # POSIX: never onto a file or a non-empty folder
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(target) from None
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM (main thread only) while the block runs; yields the list of those received.
+
+    They are delivered to the handlers in place before when the block ends normally; when it ends
+    by an exception, that exception stands for them.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            previous[number] = signal.signal(number, lambda number, frame: received.append(number))
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    for number in received:
+        signal.raise_signal(number)
+
+
 @contextmanager
 def atomic_output(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` and move it onto ``path`` on success.
 
     On any exception the temporary file is deleted and the exception re-raised, so a
     partial file never appears at ``path`` (and an existing file there stays untouched).
-    The temporary name is hidden (leading dot) and keeps ``path``'s last suffix.
+    The temporary name is hidden (leading dot) and ends in ``path``'s name.
     """
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise NanoscopyError(
-            f"Cannot write {target}: the folder {target.parent} does not exist; create it first."
-        )
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial{target.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with StagedOutputs(overwrite=True) as outputs:
+        yield outputs.stage(path)
 
 
-def read_image(path) -> ImageData:
+def read_image(path, *, axes: str | None = None) -> ImageData:
     """Read the first image series of a TIFF, ImageJ hyperstack or OME-TIFF file.
 
-    See the module documentation for the axes, pixel size, channel name and metadata rules.
+    ``axes`` replaces the file's own axes (one letter from ``"TCZYX"`` per dimension as
+    stored). See the module documentation for the axes, pixel size, channel name and
+    metadata rules.
     """
     path = Path(path)
     if not path.name.lower().endswith(_TIFF_SUFFIXES):
@@ -125,7 +282,7 @@ def read_image(path) -> ImageData:
         raise NanoscopyError(f"The image file {path} does not exist; check the path.")
     try:
         with tifffile.TiffFile(path) as tiff:
-            return _image_from_tiff(tiff, path)
+            return _image_from_tiff(tiff, path, axes)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as error:
         raise NanoscopyError(
             f"Could not read {path} as a TIFF image ({error}); check that the file is a "
@@ -196,27 +353,41 @@ def write_image(
         ) from error
 
 
-def _image_from_tiff(tiff: tifffile.TiffFile, path: Path) -> ImageData:
+def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None) -> ImageData:
     if not tiff.series:
         raise NanoscopyError(f"{path} contains no image data; check that it is an image file.")
     series = tiff.series[0]
     page = tiff.pages.first
     provenance = _read_provenance(page, path)
+    if given_axes is None:
+        axes = series_axes(series, page, path)  # refuses RGB before any pixel is read
+    else:
+        axes = _name_unknown_stack_axis(series.axes)
 
     channel_names = provenance.get("channel_names")
     if tiff.is_ome:
         pixel_size_nm, channel_names = _ome_calibration(tiff.ome_metadata, path)
     elif tiff.is_imagej:
         pixel_size_nm = _imagej_pixel_size(page, tiff.imagej_metadata, path)
+        channel_names = channel_names or _imagej_channel_names(tiff.imagej_metadata)
     else:
         pixel_size_nm = _plain_tiff_pixel_size(page, path)
 
+    check_fits_in_memory(series.shape, series.dtype, path.name)
+    check_tiff_data(tiff, path)
     data = series.asarray()
     restored = _restore_written_axes(data, series, provenance.get("axes"))
-    if restored is None:
-        axes = _name_unknown_stack_axis(series.axes)
-    else:
+    if restored is not None:
         data, axes = restored
+    elif "C" in axes and axes.index("C") > axes.index("Y"):  # samples interleaved in each pixel
+        data, axes = np.moveaxis(data, axes.index("C"), -3), axes.replace("C", "")[:-2] + "CYX"
+    if given_axes is not None:
+        order, named_axes = axes_order(given_axes, data.shape, axes, path.name)
+        file_channel = axes.index("C") if "C" in axes else None
+        named_channel = order[named_axes.index("C")] if "C" in named_axes else None
+        if file_channel != named_channel:
+            channel_names = None  # the file's names belong to another dimension, if to any
+        data, axes = np.transpose(data, order), named_axes
     return ImageData(
         data=data,
         pixel_size_nm=pixel_size_nm,
@@ -264,6 +435,119 @@ def _restore_written_axes(data: np.ndarray, series, written_axes) -> tuple[np.nd
     return np.transpose(kept, [kept_axes.index(axis) for axis in written_axes]), written_axes
 
 
+def series_axes(series, page, path: Path) -> str:
+    """The axes of a tifffile series in this module's vocabulary; an RGB image is refused.
+
+    Samples stored as separate planes (``S`` before ``Y``) and the extra samples of a
+    grey-level pixel are channels (``C``, left where the file has them); interleaved colour
+    samples (photometric RGB and its relatives) make an RGB image.
+    """
+    axes = _name_unknown_stack_axis(series.axes)
+    if "S" not in axes:
+        return axes
+    interleaved = axes.index("S") > axes.index("X")
+    grey = page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE)
+    if interleaved and not grey:
+        samples = series.shape[axes.index("S")]
+        raise NanoscopyError(
+            f"{path.name} is an RGB image ({samples} colour samples per pixel) and nanoscopy models "
+            "need a single fluorescence channel; export the raw channel as a greyscale TIFF, or read "
+            "the samples as channels (axes 'YXC', --axes YXC on the command line) and pick one."
+        )
+    if "C" in axes:
+        raise NanoscopyError(
+            f"{path.name} has both channels and samples per pixel (axes {axes!r}); give its axes "
+            "explicitly (--axes on the command line), e.g. 'CZYX'."
+        )
+    return axes.replace("S", "C")
+
+
+def axes_order(given, shape: tuple[int, ...], axes: str, what: str) -> tuple[list[int], str]:
+    """Check ``given`` axes (one per dimension of ``shape``, whose file axes are ``axes``).
+
+    Returns the transposition that puts Y and X last and the axes after it.
+    """
+    letters = given.upper() if isinstance(given, str) else None
+    if (
+        letters is None
+        or len(letters) != len(shape)
+        or len(set(letters)) != len(letters)
+        or not set(letters) <= set(_WRITABLE_AXES)
+        or not {"Y", "X"} <= set(letters)
+    ):
+        raise NanoscopyError(
+            f"The axes {given!r} do not fit {what}, whose image has shape {tuple(shape)} (read as "
+            f"{axes!r}); give one letter per dimension from {_WRITABLE_AXES!r}, each at most once, "
+            "including Y and X (e.g. 'CYX')."
+        )
+    order = [i for i, axis in enumerate(letters) if axis not in "YX"]
+    order += [letters.index("Y"), letters.index("X")]
+    return order, "".join(letters[i] for i in order)
+
+
+def choose_channel(
+    axes: str, shape: tuple[int, ...], channel_names, channel, *, what: str, how: str
+) -> int | None:
+    """The index along the ``C`` axis of the one channel a single-input model restores.
+
+    ``channel`` is an index (int, or a string of digits) or a channel name (exact, else
+    case-insensitive); None picks the only channel. Returns None when there is no ``C``
+    axis. Without a ``channel``, more channels than one are refused with a message that
+    lists them and ends with ``how`` (the way to choose, in the caller's words).
+    """
+    count = shape[axes.index("C")] if "C" in axes else 1
+    names = channel_names if channel_names and len(channel_names) == count else None
+    listing = ", ".join(f"{i}: {name}" for i, name in enumerate(names)) if names else (
+        ", ".join(str(i) for i in range(count)) + " (unnamed)"
+    )
+    if channel is None:
+        if count > 1:
+            raise NanoscopyError(
+                f"{what} has {count} channels ({listing}) and the model restores one; {how}."
+            )
+        return 0 if "C" in axes else None
+    index = _channel_by_name(names or [], str(channel))
+    if index is None and (isinstance(channel, int) or str(channel).strip().isdigit()):
+        index = int(channel)
+    if "C" not in axes and index != 0:
+        raise NanoscopyError(
+            f"{what} has no channel axis, so there is no channel {channel!r} to pick; restore it without "
+            "a channel choice, or give axes that name its channel axis C."
+        )
+    if index is None or not 0 <= index < count:
+        raise NanoscopyError(
+            f"{what} has no channel {channel!r}; its channels are {listing}: give an index from 0 "
+            f"to {count - 1}" + (" or one of the names." if names else ".")
+        )
+    return index if "C" in axes else None
+
+
+def _channel_by_name(names: list[str], wanted: str) -> int | None:
+    if wanted in names:
+        return names.index(wanted)
+    folded = [name.casefold() for name in names]
+    return folded.index(wanted.casefold()) if folded.count(wanted.casefold()) == 1 else None
+
+
+def select_channel(image: ImageData, channel=None, *, what: str = "The image", how: str | None = None) -> ImageData:
+    """``image`` reduced to the one channel :func:`choose_channel` picks (no ``C`` axis left)."""
+    index = choose_channel(
+        image.axes, image.data.shape, image.channel_names, channel, what=what,
+        how=how or "pass the channel to restore, by index or name",
+    )
+    if index is None:
+        return image
+    axis = image.axes.index("C")
+    names = image.channel_names
+    return ImageData(
+        data=np.take(image.data, index, axis=axis),
+        pixel_size_nm=image.pixel_size_nm,
+        axes=image.axes.replace("C", ""),
+        channel_names=[names[index]] if names and len(names) == image.data.shape[axis] else None,
+        metadata=image.metadata,
+    )
+
+
 def _name_unknown_stack_axis(axes: str) -> str:
     if "Z" in axes:
         return axes
@@ -278,6 +562,17 @@ def _channel_names_for(names, shape: tuple[int, ...], axes: str) -> list[str] | 
         return None
     channel_count = shape[axes.index("C")] if "C" in axes else 1
     return names if len(names) == channel_count else None
+
+
+def _imagej_channel_names(imagej_metadata: dict | None) -> list[str] | None:
+    """ImageJ slice labels of the first time point and slice: one per channel, C varying fastest."""
+    metadata = imagej_metadata or {}
+    labels = metadata.get("Labels")
+    count = int(metadata.get("channels", 1))
+    if count < 2 or not isinstance(labels, list) or len(labels) < count:
+        return None
+    names = [label.strip() if isinstance(label, str) else "" for label in labels[:count]]
+    return names if all(names) else None
 
 
 def _ome_calibration(ome_xml: str, path: Path) -> tuple[float | None, list[str] | None]:
@@ -453,6 +748,9 @@ def _write_ome(path, data, axes, pixel_size_nm, channel_names, provenance_tag) -
         )
     if channel_names is not None:
         ome_metadata["Channel"] = {"Name": channel_names}
+    # The provenance JSON also goes into the OME-XML, where OME readers (Bio-Formats, OMERO) show it.
+    provenance_json = provenance_tag[3]
+    ome_metadata["CommentAnnotation"] = {"Namespace": _PROVENANCE_NAMESPACE, "Value": provenance_json}
     tifffile.imwrite(
         path,
         data,
@@ -510,3 +808,55 @@ def read_json_object(path: str | os.PathLike, what: str, remedy: str) -> dict:
     if not isinstance(data, dict):
         raise NanoscopyError(f"{what} must hold a JSON object; {remedy}.")
     return data
+
+
+def check_fits_in_memory(shape, dtype, what: str,
+                         remedy: str = "restore it block by block (restore --block, or convert it to OME-Zarr), "
+                                       "or check that the file is not damaged") -> None:
+    """Refuse, before anything is read or allocated, an image (``what``, of ``shape`` and ``dtype``) larger
+    than the memory available now: a header that claims 100000x100000 pixels must not end in a MemoryError."""
+    needed = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    available = available_memory()
+    if available is not None and needed > available:
+        raise NanoscopyError(
+            f"{what} is a {'x'.join(str(int(n)) for n in shape)} {np.dtype(dtype)} image ({needed / 1e9:.1f} GB), "
+            f"more than the {available / 1e9:.1f} GB of memory available; {remedy}."
+        )
+
+
+def check_tiff_data(tiff: tifffile.TiffFile, path: Path) -> None:
+    """Refuse a TIFF whose strips or tiles cannot hold the image its header describes (a damaged or
+    truncated file), before any pixel is read: tifffile would fail later, or return zeros."""
+    page = tiff.pages.first
+    expected = math.prod(page.chunked)
+    end = tiff.filehandle.size
+    inside = sum(1 for offset, count in zip(page.dataoffsets, page.databytecounts) if offset + count <= end)
+    if len(page.dataoffsets) < expected or inside < len(page.dataoffsets):
+        raise NanoscopyError(
+            f"{path.name} is damaged: its header describes a {'x'.join(map(str, page.shape))} image in {expected} "
+            f"strips or tiles, but the file holds only {inside} of them; export the image again."
+        )
+
+
+def check_output_path(path, *, overwrite: bool = False, zarr: bool = False) -> Path:
+    """Check, before any work, that an image can be written at ``path``: a TIFF suffix (or ``.zarr``,
+    an OME-Zarr folder, where ``zarr``), an existing writable folder, nothing of another kind in the
+    way, and nothing at all unless ``overwrite``. Returns the path with ``~`` expanded."""
+    path = Path(path).expanduser()
+    is_zarr = zarr and path.name.lower().endswith(".zarr")
+    if not (path.name.lower().endswith(_TIFF_SUFFIXES) or is_zarr):
+        zarr_too = " or in .zarr (OME-Zarr)" if zarr else ""
+        raise NanoscopyError(
+            f"Cannot write {path}: the name must end in .ome.tif or .ome.tiff (OME-TIFF), in .tif or .tiff "
+            f"(ImageJ TIFF){zarr_too}; choose one of these suffixes."
+        )
+    if path.exists() and not overwrite:
+        raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
+    if path.exists() and path.is_dir() != is_zarr:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise NanoscopyError(f"Cannot write {path}: {kind} of that name is in the way; remove it or choose another path.")
+    if not path.parent.is_dir():
+        raise NanoscopyError(f"The folder {path.parent} does not exist; create it first.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise NanoscopyError(f"The folder {path.parent} is not writable; choose another folder or change its permissions.")
+    return path

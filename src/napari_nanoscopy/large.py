@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import Cancelled, NanoscopyError
+from .io import StagedOutputs, check_fits_in_memory, check_output_path
+from .limits import MAX_TILE, MAX_WORKERS, check_int, check_samples, check_seed
 
 DEFAULT_BLOCK = 1024  # pixels: the side of a block (its core), at the model's pixel size
 CONNECT_TIMEOUT = "10s"  # to reach a dask scheduler
@@ -117,12 +118,13 @@ def open_ome_zarr(path: str | os.PathLike) -> ZarrImage:
 class LazyTiff:
     """A TIFF / OME-TIFF opened for chunked reading (tifffile's zarr view): nothing is read up front.
 
-    Use as a context manager; ``array`` reads tiles (or strips) on demand. Axes are tifffile's
-    squeezed series axes (a stack of unknown meaning is called Z, as :func:`~napari_nanoscopy.io.read_image`
-    does); the pixel size and channel names come from the OME, ImageJ or resolution metadata.
+    Use as a context manager; ``array`` reads tiles (or strips) on demand. Axes are as
+    :func:`~napari_nanoscopy.io.read_image` names them (``axes`` replaces them), in the order the
+    file stores them, which must end in Y, X; the pixel size and channel names come from the OME,
+    ImageJ or resolution metadata.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, axes: str | None = None):
         import tifffile
 
         from . import io as nio
@@ -138,16 +140,17 @@ class LazyTiff:
                 raise NanoscopyError(f"{self.path} contains no image data; check that it is an image file.")
             series = self._tiff.series[0]
             page = self._tiff.pages.first
+            nio.check_tiff_data(self._tiff, self.path)  # a damaged header fails here, not block by block
             names = None
             if self._tiff.is_ome:
                 self.pixel_size_nm, names = nio._ome_calibration(self._tiff.ome_metadata, self.path)
             elif self._tiff.is_imagej:
                 self.pixel_size_nm = nio._imagej_pixel_size(page, self._tiff.imagej_metadata, self.path)
+                names = nio._imagej_channel_names(self._tiff.imagej_metadata)
             else:
                 self.pixel_size_nm = nio._plain_tiff_pixel_size(page, self.path)
-            self.axes = nio._name_unknown_stack_axis(series.axes)
-            if "S" in self.axes:
-                raise NanoscopyError(f"{self.path} is an RGB image; restore one fluorescence channel saved on its own.")
+            file_axes = nio.series_axes(series, page, self.path) if axes is None else series.axes
+            self.axes = axes_as_stored(axes, series.shape, file_axes, self.path.name)
             self.array = zarr.open(series.aszarr(), mode="r")
             self.channel_names = nio._channel_names_for(names, self.array.shape, self.axes)
         except BaseException:
@@ -164,28 +167,92 @@ class LazyTiff:
         self.close()
 
 
+def axes_as_stored(given: str | None, shape: Sequence[int], axes: str, what: str) -> str:
+    """The axes of an image read chunk by chunk, as stored: ``given`` replaces ``axes`` (the file's).
+
+    Chunked reading never transposes, so Y and X must be the last two stored axes.
+    """
+    from .io import axes_order
+
+    if given is not None:
+        axes_order(given, tuple(shape), axes, what)  # refuses axes that do not fit
+        axes = given.upper()
+    if not axes.endswith("YX"):
+        raise NanoscopyError(
+            f"{what} stores its axes as {axes!r}, and chunk-by-chunk restoration needs Y and X last; "
+            "restore it in memory (a TIFF to a TIFF, without --block, --scheduler or --workers)."
+        )
+    return axes
+
+
+def input_channel(restorer, data, axes: str, channel_names, channel, what: str) -> tuple[Any, str, dict]:
+    """The image a model restores: for a single-input model only the chosen channel.
+
+    The choice is :func:`~napari_nanoscopy.io.choose_channel`'s (``channel`` is an index or a
+    name); a zarr source stays lazy. Returns the data, its axes and the provenance of the choice.
+    """
+    from .io import choose_channel
+
+    if restorer.in_channels > 1:
+        if channel is not None:
+            raise NanoscopyError(
+                f"The model '{restorer.card.name}' takes {restorer.in_channels} channels "
+                f"({', '.join(restorer.card.input_channels)}), so there is no channel to pick; drop --channel."
+            )
+        return data, axes, {}
+    index = choose_channel(axes, tuple(data.shape), channel_names, channel, what=what,
+                           how="pick one with --channel INDEX or --channel NAME")
+    if index is None:
+        return data, axes, {}
+    axis = axes.index("C")
+    chosen = {"input_channel": index}
+    if channel_names and len(channel_names) == data.shape[axis]:
+        chosen["input_channel_name"] = channel_names[index]
+    picked = np.take(data, index, axis=axis) if isinstance(data, np.ndarray) else _OneChannel(data, axis, index)
+    return picked, axes.replace("C", ""), chosen
+
+
+class _OneChannel:
+    """One channel of a chunked array, read region by region like the array itself."""
+
+    def __init__(self, array, axis: int, index: int):
+        self.array, self.axis, self.index = array, axis, index
+        self.shape = tuple(array.shape[:axis]) + tuple(array.shape[axis + 1:])
+        self.ndim = len(self.shape)
+        self.dtype = array.dtype
+        chunks = getattr(array, "chunks", None)
+        if chunks and not isinstance(chunks[0], tuple):
+            self.chunks = tuple(chunks[:axis]) + tuple(chunks[axis + 1:])
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        return self.array[key[: self.axis] + (self.index,) + key[self.axis:]]
+
+
 class OmeZarrWriter:
     """Create an OME-Zarr image (NGFF 0.4, zarr format 2) that appears at ``path`` only when complete.
 
     The arrays are written in a hidden staging folder beside ``path``; :meth:`commit` renames it
-    into place and :meth:`abort` removes it, so an interrupted run leaves nothing behind.
+    into place and :meth:`abort` removes it, so an interrupted run leaves nothing behind. Given
+    ``outputs`` (a :class:`~napari_nanoscopy.io.StagedOutputs`, whose ``overwrite`` then applies),
+    the image is staged there and appears together with that run's other outputs when they are
+    published.
     """
 
     def __init__(self, path: str | os.PathLike, shape: Sequence[int], axes: str, *, chunks: Sequence[int],
                  dtype="float32", pixel_size_nm: float | None = None, channel_names: list[str] | None = None,
-                 metadata: dict | None = None, overwrite: bool = False):
+                 metadata: dict | None = None, overwrite: bool = False, outputs: StagedOutputs | None = None):
         zarr = _zarr()
         self.path = Path(path).expanduser()
-        if self.path.exists() and not overwrite:
+        self._outputs = outputs if outputs is not None else StagedOutputs(overwrite)
+        if self.path.exists() and not self._outputs.overwrite:
             raise NanoscopyError(f"{self.path} already exists; choose another path or pass --overwrite.")
         if not self.path.parent.is_dir():
             raise NanoscopyError(f"The folder {self.path.parent} does not exist; create it first.")
         if len(axes) != len(shape) or not axes.endswith("YX"):
             raise NanoscopyError(f"Axes {axes!r} do not describe an image of shape {tuple(shape)} ending in Y, X.")
-        self.overwrite = overwrite
-        self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        self.staging = self._outputs.stage(self.path)
         group = zarr.open_group(str(self.staging), mode="w", zarr_format=2)
         self.array = group.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
         kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
@@ -209,15 +276,11 @@ class OmeZarrWriter:
         group.attrs["napari_nanoscopy"] = json.loads(json.dumps(metadata or {}, default=str))
 
     def commit(self) -> Path:
-        if self.path.exists():
-            if not self.overwrite:
-                raise NanoscopyError(f"{self.path} appeared while writing; choose another path or pass --overwrite.")
-            (shutil.rmtree if self.path.is_dir() else os.remove)(self.path)
-        os.replace(self.staging, self.path)
+        self._outputs.publish()
         return self.path
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._outputs.discard()
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -386,7 +449,8 @@ class _Executor:
             self.owns_client = False
         else:
             if scheduler == "local" or isinstance(scheduler, int):
-                workers = scheduler if isinstance(scheduler, int) else max(1, (os.cpu_count() or 2) // 2)
+                workers = (check_int("The number of dask workers", scheduler, 1, MAX_WORKERS) if isinstance(scheduler, int)
+                           else max(1, (os.cpu_count() or 2) // 2))
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
                                             dashboard_address=None)
                 address = self.cluster
@@ -516,9 +580,8 @@ def restore_chunked(
     m = base.size_multiple
     margin = _round_up(base.halo, m)
     block = _choose_block(block, source, m)
-    samples = card.default_samples if samples is None else int(samples)
-    if samples < 1:
-        raise NanoscopyError(f"The number of samples must be at least 1, not {samples}.")
+    samples = check_samples(card.default_samples if samples is None else samples)
+    seed = check_seed(seed)
     want_std, want_labels = std_out is not None, labels_out is not None
     if want_labels and not card.task:
         raise NanoscopyError(f"The model '{card.name}' has no task network, so there is no segmentation to write.")
@@ -583,7 +646,8 @@ def restore_chunked(
 
     provenance = {
         "model": card.name, "family": card.family, "weights_sha256": card.weights_sha256,
-        "model_pixel_size_nm": card.pixel_size_nm, "pixel_size_nm": pixel_size_nm, "samples": samples,
+        "model_pixel_size_nm": card.pixel_size_nm, "pixel_size_nm": pixel_size_nm,
+        "pixel_size_assumed": pixel_size_nm is None and card.pixel_size_nm is not None, "samples": samples,
         "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "precision": precision,
         "compiled": compile, "chunked": True,
         "block_size": block, "block_margin": margin, "blocks": total,
@@ -608,9 +672,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 def _choose_block(block: int | None, source, multiple: int) -> int:
     if block is not None:
-        if int(block) < 64:
-            raise NanoscopyError(f"The block size must be at least 64 pixels, not {block}.")
-        return _round_up(int(block), multiple)
+        return _round_up(check_int("The block size", block, 64, MAX_TILE, "leave it out for an automatic choice"), multiple)
     chunks = getattr(source, "chunks", None)
     if chunks and not isinstance(chunks[0], tuple):  # zarr: one chunk shape; dask gives tuples of sizes
         side = max(int(chunks[-2]), int(chunks[-1]))
@@ -704,6 +766,13 @@ def needs_batch(args) -> bool:
     )
 
 
+def check_uncertainty_samples(args, card) -> None:
+    """Refuse ``--uncertainty`` before restoring when the restoration will make a single pass."""
+    samples = args.samples if args.samples is not None else card.default_samples
+    if args.uncertainty and samples < 2:
+        raise NanoscopyError("An uncertainty map needs at least 2 samples; pass --samples 2 or more.")
+
+
 def expand_inputs(text: str) -> list[Path]:
     """The images named by a path, a folder (its TIFF and OME-Zarr images) or a glob pattern."""
     import glob
@@ -772,7 +841,9 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
         for path in outs.values():
             if path.resolve() in inputs:
                 raise NanoscopyError(f"The output {path} is one of the inputs; choose another output path.")
-            if path.exists() and not args.overwrite:
+            if not batch:  # suffix, folder, permissions: before any work (batch folders are made below)
+                check_output_path(path, overwrite=args.overwrite, zarr=True)
+            elif path.exists() and not args.overwrite:
                 raise NanoscopyError(f"{path} already exists; choose another path or pass --overwrite.")
 
     restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
@@ -782,6 +853,7 @@ def cli_restore(args, progress_factory, prog: str = "napari-nanoscopy") -> int:
             f"The model '{restorer.card.name}' has no task network, so there is no segmentation to write; "
             "drop --segmentation or pick a task-assisted model."
         )
+    check_uncertainty_samples(args, restorer.card)
     scheduler = getattr(args, "scheduler", None) or (int(args.workers) if getattr(args, "workers", None) else None)
     label = f"restoring {len(jobs)} images" if len(jobs) > 1 else f"restoring {jobs[0][0].name}"
     bar = progress_factory(label)
@@ -812,24 +884,28 @@ def _restore_one(restorer, source: Path, outputs: dict[str, Path], args, schedul
     zarr_out = {k: p.name.lower().endswith(OME_ZARR_SUFFIX) for k, p in outputs.items()}
     chunked = zarr_in or any(zarr_out.values()) or scheduler is not None or getattr(args, "block", None)
     lazy = None
+    given_axes = getattr(args, "axes", None)
     if zarr_in:
         image = open_ome_zarr(source)
-        data, axes, pixel = image.array, image.axes, image.pixel_size_nm
+        axes = axes_as_stored(given_axes, image.array.shape, image.axes, source.name)
+        data, pixel, names = image.array, image.pixel_size_nm, image.channel_names
     elif chunked:  # a TIFF read tile by tile, never whole
-        lazy = LazyTiff(source)
-        data, axes, pixel = lazy.array, lazy.axes, lazy.pixel_size_nm
+        lazy = LazyTiff(source, axes=given_axes)
+        data, axes, pixel, names = lazy.array, lazy.axes, lazy.pixel_size_nm, lazy.channel_names
     else:
-        loaded = read_image(source)
-        data, axes, pixel = loaded.data, loaded.axes, loaded.pixel_size_nm
+        loaded = read_image(source, axes=given_axes)
+        data, axes, pixel, names = loaded.data, loaded.axes, loaded.pixel_size_nm, loaded.channel_names
     try:
+        data, axes, chosen = input_channel(restorer, data, axes, names, getattr(args, "channel", None), source.name)
         return _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog,
-                               data, axes, pixel, zarr_out, chunked)
+                               data, axes, pixel, zarr_out, chunked, chosen)
     finally:
         if lazy is not None:
             lazy.close()
 
 
-def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, data, axes, pixel, zarr_out, chunked):
+def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, data, axes, pixel, zarr_out, chunked,
+                    chosen):
     import sys
 
     from .io import write_image
@@ -839,35 +915,26 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
     if pixel is None and card.pixel_size_nm is not None:
         print(f"{prog}: note: {source.name} records no pixel size; assuming the model's {card.pixel_size_nm:g} nm "
               "(give --pixel-size to resample).", file=sys.stderr)
-    if "C" in axes and restorer.in_channels == 1 and data.shape[axes.index("C")] > 1:
-        raise NanoscopyError(
-            f"{source.name} has {data.shape[axes.index('C')]} channels but the model '{card.name}' takes one; "
-            "save the channel to restore as its own image."
-        )
     if restorer.in_channels > 1 and (len(axes) < 3 or axes[-3] != "C"):
         raise NanoscopyError(f"{source.name} has axes {axes}; this model needs its channels on the axis before Y, X.")
     stack_axes = "".join(a for a in axes[:-2] if a != "C" or restorer.in_channels == 1)
     restored_axes = stack_axes + ("C" if restorer.out_channels > 1 else "") + "YX"
     out_pixel = pixel if pixel is not None else card.pixel_size_nm
+    staged = StagedOutputs(overwrite=args.overwrite)  # every output of this image, published together
 
     if not chunked:
         channel_axis = axes.index("C") if "C" in axes and restorer.in_channels > 1 else None
         result = restorer.restore(data, pixel_size_nm=pixel, channel_axis=channel_axis, samples=args.samples,
                                   tile_size=args.tile, seed=args.seed, progress=progress)
         arrays = {"restored": result.mean, "uncertainty": result.std, "segmentation": result.labels}
-        provenance = {"input": str(source), **result.provenance}
+        provenance = {"input": str(source), **chosen, **result.provenance}
     else:
-        if "C" in axes and restorer.in_channels == 1:  # a length-1 channel axis
-            index = axes.index("C")
-            data = data[tuple(0 if i == index else slice(None) for i in range(len(axes)))]
-            stack_axes = stack_axes.replace("C", "")
-            restored_axes = restored_axes.replace("C", "", 1) if restorer.out_channels == 1 else restored_axes
         shape = output_shape(restorer.package, data.shape)
         block = _choose_block(getattr(args, "block", None), data, restorer.size_multiple)
         chunks = (1,) * (len(shape) - 2) + (min(block, shape[-2]), min(block, shape[-1]))
         writers: dict[str, Any] = {}
         sinks: dict[str, Any] = {}
-        provenance_base = {"input": str(source), "content": "restored"}
+        provenance_base = {"input": str(source), **chosen, "content": "restored"}
         try:
             for key, path in outputs.items():
                 if key == "uncertainty" and (args.samples or card.default_samples) < 2:
@@ -878,12 +945,14 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
                     writers[key] = OmeZarrWriter(
                         path, target_shape, restored_axes if key != "segmentation" else stack_axes + "YX",
                         chunks=chunks if key != "segmentation" or len(target_shape) == len(shape) else chunks[-len(target_shape):],
-                        dtype=dtype, pixel_size_nm=out_pixel, overwrite=args.overwrite,
+                        dtype=dtype, pixel_size_nm=out_pixel, outputs=staged,
                         channel_names=card.output_channels if restorer.out_channels > 1 else None,
                         metadata=provenance_base,
                     )
                     sinks[key] = writers[key].array
                 else:
+                    check_fits_in_memory(target_shape, dtype, f"The output {path.name}",
+                                         "write it as OME-Zarr (a .zarr output), which is written block by block")
                     sinks[key] = np.zeros(target_shape, dtype=dtype)
             chunk_result = restore_chunked(
                 restorer, data, sinks["restored"], std_out=sinks.get("uncertainty"), labels_out=sinks.get("segmentation"),
@@ -899,12 +968,10 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
                     {**provenance, "content": {"restored": "restored", "uncertainty": "MC-dropout std",
                                                "segmentation": "labels"}[key]}, default=str))
         except BaseException:
-            for writer in writers.values():
-                writer.abort()
+            staged.discard()
             raise
         arrays = {k: (None if zarr_out[k] else sinks[k]) for k in outputs}
 
-    written: list[Path] = []
     try:
         for key, path in outputs.items():
             if chunked and zarr_out[key]:
@@ -917,24 +984,13 @@ def _restore_loaded(restorer, source, outputs, args, scheduler, progress, prog, 
             out_axes = stack_axes + "YX" if key == "segmentation" else restored_axes
             content = {"restored": "restored", "uncertainty": "MC-dropout std",
                        "segmentation": {str(i + 1): n for i, n in enumerate(restorer.task_names)}}[key]
-            write_image(path, data_out, pixel_size_nm=out_pixel, axes=out_axes,
+            write_image(staged.stage(path), data_out, pixel_size_nm=out_pixel, axes=out_axes,
                         channel_names=card.output_channels if "C" in out_axes else None,
                         metadata={"content": content, **provenance})
-            written.append(path)
-        if chunked:
-            for key, writer in writers.items():
-                written.append(writer.commit())
     except BaseException:
-        for path in written:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        if chunked:
-            for writer in writers.values():
-                writer.abort()
+        staged.discard()
         raise
-    return written
+    return staged.publish()
 
 
 # --- one image on a remote worker (the live pipeline's GPU computer) --------------------------

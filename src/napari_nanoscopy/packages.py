@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,11 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import NanoscopyError
+from .interop.safety import extract_zip, inside
 from .io import read_json_object
-from .models import FAMILIES, TASK_NETWORKS, build_generator, build_task_network, paper_defaults
+from .limits import MAX_SAMPLES, PIXEL_SIZE_RANGE_NM
+from .models import FAMILIES, MAX_PARAMETERS, TASK_NETWORKS, build_generator, build_task_network, paper_defaults
+from .models.blocks import MAX_REPEATS
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -43,6 +48,7 @@ OUTPUT_MODES = ("range", "input")
 # A tanh generator sees and produces [-1, 1]; a linear one (CARE) works in [0, 1] units.
 DEFAULT_INPUT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
 DEFAULT_OUTPUT_NORMALIZATION = {"mode": "range", "range": [-1.0, 1.0]}
+MAX_CHECKPOINT_BYTES = 4 * MAX_PARAMETERS  # float32 weights of the largest network built
 
 
 @dataclass
@@ -94,6 +100,14 @@ class ModelCard:
                 )
             return mapping[key]
 
+        def typed(value, kind: type, where: str, expected: str):
+            if not isinstance(value, kind):
+                raise NanoscopyError(
+                    f"The model card {source} is malformed: {where} is {_shown(value)}, not {expected}; "
+                    "fix model.json or re-export the package (see docs/model-packages.md)."
+                )
+            return value
+
         version = data.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise NanoscopyError(
@@ -103,61 +117,116 @@ class ModelCard:
         architecture = need(data, "architecture", "")
         channels = need(data, "channels", "")
         weights = need(data, "weights", "")
-        pixel_size = data.get("pixel_size_nm")
         card = cls(
             name=str(need(data, "name", "")),
             family=str(need(data, "family", "")),
-            generator=dict(need(architecture, "generator", "architecture.")),
+            generator=dict(typed(need(architecture, "generator", "architecture."), dict, "architecture.generator",
+                                 "an object of the generator's arguments")),
             task_network=architecture.get("task_network"),
-            input_channels=list(need(channels, "input", "channels.")),
-            output_channels=list(need(channels, "output", "channels.")),
-            pixel_size_nm=None if pixel_size is None else float(pixel_size),
-            normalization=dict(need(data, "normalization", "")),
+            input_channels=list(typed(need(channels, "input", "channels."), list, "channels.input", "a list of names")),
+            output_channels=list(typed(need(channels, "output", "channels."), list, "channels.output", "a list of names")),
+            pixel_size_nm=data.get("pixel_size_nm"),
+            normalization=dict(typed(need(data, "normalization", ""), dict, "normalization", "an object")),
             description=str(data.get("description", "")),
             task=data.get("task"),
-            default_samples=int(data.get("default_samples", 1)),
-            acquisition=dict(data.get("acquisition") or {}),
-            training=dict(data.get("training") or {}),
-            metrics=dict(data.get("metrics") or {}),
+            default_samples=data.get("default_samples", 1),
+            acquisition=dict(typed(data.get("acquisition") or {}, dict, "acquisition", "an object")),
+            training=dict(typed(data.get("training") or {}, dict, "training", "an object")),
+            metrics=dict(typed(data.get("metrics") or {}, dict, "metrics", "an object")),
             weights_sha256=str(need(weights, "sha256", "weights.")),
         )
         card.validate(source)
+        if card.pixel_size_nm is not None:
+            card.pixel_size_nm = float(card.pixel_size_nm)
+        card.default_samples = int(card.default_samples)
         return card
 
     def validate(self, source: str = "model.json") -> None:
-        """Check the card's own consistency (the weights are checked when they are loaded)."""
+        """Check the card's own consistency, field types and ranges included (the network's sizes are
+        checked when it is built, the weights when they are loaded)."""
 
         def fail(problem: str) -> None:
-            raise NanoscopyError(f"The model card {source} is invalid: {problem}.")
+            raise NanoscopyError(
+                f"The model card {source} is invalid: {problem}; the package is malformed, fix model.json "
+                "or re-export it."
+            )
+
+        def number(where: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or not low <= value <= high:
+                bounds = f" from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high) else ""
+                fail(f"{where} must be a finite number{bounds}, not {_shown(value)}")
+            return float(value)
+
+        def interval(where: str, value) -> None:  # a [low, high] pair of distinct finite numbers
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                fail(f"{where} must be a list of two numbers, not {_shown(value)}")
+            if number(f"{where}[0]", value[0]) == number(f"{where}[1]", value[1]):
+                fail(f"{where} must hold two different numbers, not {_shown(value)}")
+
+        def names(where: str, value) -> None:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+                fail(f"{where} must be a list of names, not {_shown(value)}")
 
         if self.family not in FAMILIES:
             fail(f"unknown family '{self.family}' (known: {', '.join(FAMILIES)})")
-        if self.pixel_size_nm is not None and not self.pixel_size_nm > 0:
-            fail(f"pixel_size_nm must be positive, not {self.pixel_size_nm}")
+        if self.pixel_size_nm is not None:
+            number("pixel_size_nm", self.pixel_size_nm, *PIXEL_SIZE_RANGE_NM)
+        names("channels.input", self.input_channels)
+        names("channels.output", self.output_channels)
         if not self.input_channels or not self.output_channels:
             fail("channels.input and channels.output must each name at least one channel")
+        if not isinstance(self.normalization.get("input", {}), (dict, list)):
+            fail(f"normalization.input must be an object or a list of them, not {_shown(self.normalization['input'])}")
         input_norms = self.input_normalizations()
         if len(input_norms) != len(self.input_channels):
             fail(
                 f"normalization.input lists {len(input_norms)} channels but channels.input has "
                 f"{len(self.input_channels)}"
             )
-        for norm in input_norms:
-            if norm.get("mode") not in NORMALIZATION_MODES:
-                fail(f"normalization mode '{norm.get('mode')}' is not one of {', '.join(NORMALIZATION_MODES)}")
+        for index, norm in enumerate(input_norms):
+            where = "normalization.input" + (f"[{index}]" if isinstance(self.normalization.get("input"), list) else "")
+            if not isinstance(norm, dict):
+                fail(f"{where} must be an object, not {_shown(norm)}")
+            mode = norm.get("mode")
+            if mode not in NORMALIZATION_MODES:
+                fail(f"normalization mode '{mode}' is not one of {', '.join(NORMALIZATION_MODES)}")
+            if mode == "percentile":
+                low = number(f"{where}.low", norm.get("low", 1.0), 0.0, 100.0)
+                if not low < number(f"{where}.high", norm.get("high", 99.8), 0.0, 100.0):
+                    fail(f"{where}.low ({low:g}) must be below {where}.high ({norm.get('high', 99.8)!r})")
+            elif mode == "fixed":
+                if not number(f"{where}.min", norm.get("min")) < number(f"{where}.max", norm.get("max")):
+                    fail(f"{where}.min must be below {where}.max, not {norm.get('min')!r} and {norm.get('max')!r}")
+            elif mode == "meanstd":
+                number(f"{where}.eps", norm.get("eps", 0.0), 0.0)
+            if mode != "none":
+                interval(f"{where}.range", norm.get("range", [-1.0, 1.0]))
         output = self.output_normalization()
+        if not isinstance(output, dict):
+            fail(f"normalization.output must be an object, not {_shown(output)}")
         if output.get("mode") not in OUTPUT_MODES:
             fail(f"normalization.output mode '{output.get('mode')}' is not one of {', '.join(OUTPUT_MODES)}")
-        if self.default_samples < 1:
-            fail(f"default_samples must be at least 1, not {self.default_samples}")
+        interval("normalization.output.range", output.get("range", [-1.0, 1.0]))
+        if (isinstance(self.default_samples, bool) or not isinstance(self.default_samples, Integral)
+                or not 1 <= self.default_samples <= MAX_SAMPLES):
+            fail(f"default_samples must be a whole number from 1 to {MAX_SAMPLES}, not {_shown(self.default_samples)}")
         if self.task is not None:
+            if not isinstance(self.task, dict):
+                fail(f"task must be an object, not {_shown(self.task)}")
             if self.task_network is None:
                 fail("it describes task outputs but no architecture.task_network")
             outputs = self.task.get("outputs") or []
             thresholds = self.task.get("thresholds") or []
+            names("task.outputs", outputs)
+            if not isinstance(thresholds, (list, tuple)):
+                fail(f"task.thresholds must be a list of numbers, not {_shown(thresholds)}")
+            for index, threshold in enumerate(thresholds):
+                number(f"task.thresholds[{index}]", threshold)
             if not outputs or len(outputs) != len(thresholds):
                 fail("task.outputs and task.thresholds must be non-empty lists of equal length")
         if self.task_network is not None:
+            if not isinstance(self.task_network, dict) or not isinstance(self.task_network.get("kwargs", {}), dict):
+                fail(f"architecture.task_network must be an object with a kind and kwargs, not {_shown(self.task_network)}")
             kind = self.task_network.get("kind")
             if kind not in TASK_NETWORKS:
                 fail(f"unknown task network '{kind}' (known: {', '.join(TASK_NETWORKS)})")
@@ -211,10 +280,16 @@ def bundled_model_names() -> list[str]:
 
 
 def build_modules(card: ModelCard) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    generator = build_generator(card.family, **card.generator)
-    task_network = None
-    if card.task_network is not None:
-        task_network = build_task_network(card.task_network["kind"], **card.task_network.get("kwargs", {}))
+    try:
+        generator = build_generator(card.family, **card.generator)
+        task_network = None
+        if card.task_network is not None:
+            task_network = build_task_network(card.task_network["kind"], **card.task_network.get("kwargs", {}))
+    except NanoscopyError as error:  # a size out of range, a wrong type: say that the card is at fault
+        raise NanoscopyError(
+            f"The model card of '{card.name}' describes a network that cannot be built ({str(error).rstrip('.')}); "
+            "the package is malformed, fix its architecture in model.json or re-export it."
+        ) from None
     if len(card.input_channels) != generator.in_channels:
         raise NanoscopyError(
             f"The model card of '{card.name}' names {len(card.input_channels)} input channels but its "
@@ -251,6 +326,12 @@ def _split_state(tensors: dict[str, torch.Tensor], with_task: bool) -> tuple[dic
     return generator_state, task_state
 
 
+def _shown(value, limit: int = 60) -> str:
+    """A field's value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _first(names: list[str], n: int = 3) -> str:
     shown = ", ".join(names[:n])
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
@@ -282,7 +363,7 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
 
 
 def _read_card(folder: Path, source: str) -> ModelCard:
-    card_path = folder / CARD_FILE
+    card_path = inside(folder, CARD_FILE, "model card")  # a link may not lead out of the package
     if not card_path.is_file():
         raise NanoscopyError(f"{source} holds no {CARD_FILE}; a model package is a folder or .zip with model.json and {WEIGHTS_FILE}.")
     data = read_json_object(card_path, f"The {CARD_FILE} in {source}", "fix or re-export the package")
@@ -291,7 +372,7 @@ def _read_card(folder: Path, source: str) -> ModelCard:
 
 def _load_folder(folder: Path, source: str) -> ModelPackage:
     card = _read_card(folder, source)
-    weights_path = folder / WEIGHTS_FILE
+    weights_path = inside(folder, WEIGHTS_FILE, "weights file")
     if not weights_path.is_file():
         raise NanoscopyError(f"{source} holds no {WEIGHTS_FILE}; the package is incomplete, re-export it.")
     actual = sha256_of(weights_path)
@@ -321,11 +402,7 @@ def _load_zip(path: Path) -> ModelPackage:
         raise NanoscopyError(f"{path} is not a valid .zip file; give a model package folder or its .zip.") from None
     with archive, tempfile.TemporaryDirectory(prefix="nanoscopy-model-") as scratch:
         root = Path(scratch).resolve()
-        for member in archive.namelist():
-            # Refuse path traversal ("zip slip") before extracting anything.
-            if not (root / member).resolve().is_relative_to(root):
-                raise NanoscopyError(f"{path} contains an unsafe path ({member}); refusing to extract it.")
-        archive.extractall(root)
+        extract_zip(archive, root, str(path))  # no unsafe names or links, bounded size (no zip bombs)
         cards = list(root.rglob(CARD_FILE))
         if not cards:
             from .interop import foreign_zip_loader
@@ -346,7 +423,15 @@ def load_foreign_pth(path: Path) -> ModelPackage:
 
     The architecture is read off the tensor shapes; the card gets TA-GAN's conventions
     (min-max scaling to [-1, 1], tanh output) and no pixel size, since a bare state dict has none.
+    The file's size and the number of residual blocks its keys name are checked before anything
+    is built, so a malformed checkpoint cannot make the network allocate gigabytes.
     """
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise NanoscopyError(
+            f"{path} is {size / 1e9:.1f} GB, more than the float32 weights of the largest network this builds "
+            f"({MAX_CHECKPOINT_BYTES / 1e9:.0f} GB); it is not a TA-GAN *_net_G.pth generator checkpoint."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or others here
@@ -364,14 +449,27 @@ def load_foreign_pth(path: Path) -> ModelPackage:
             "give a *_net_G.pth file from the TA-GAN code."
         )
     first = state["model.1.weight"]
-    last_index = max(int(k.split(".")[1]) for k in state if k.startswith("model.") and k.endswith(".weight"))
+    last_index = max(int(k.split(".")[1]) for k in state
+                     if k.startswith("model.") and k.endswith(".weight") and k.split(".")[1].isdigit())
     last = state[f"model.{last_index}.weight"]
     n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
+    if n_blocks > MAX_REPEATS or first.ndim != 4 or last.ndim != 4:
+        raise NanoscopyError(
+            f"{path} does not hold a TA-GAN ResNet generator this can build ({n_blocks} residual blocks, at most "
+            f"{MAX_REPEATS}; first and last weights of {first.ndim} and {last.ndim} dimensions, not 4); "
+            "give a *_net_G.pth file from the TA-GAN code."
+        )
     in_channels = int(first.shape[1])
     kwargs = dict(paper_defaults("tagan"))
     kwargs.update(in_channels=in_channels, out_channels=int(last.shape[0]), ngf=int(first.shape[0]), n_blocks=n_blocks)
     family = "tagan-live" if in_channels == 3 else "tagan"
-    generator = build_generator(family, **kwargs)
+    try:
+        generator = build_generator(family, **kwargs)
+    except NanoscopyError as error:  # sizes read off the tensors, out of range
+        raise NanoscopyError(
+            f"{path} describes a generator this cannot build ({str(error).rstrip('.')}); "
+            "give a *_net_G.pth file from the TA-GAN code."
+        ) from None
     load_state(generator, state, "TA-GAN generator", str(path))
     generator.eval()
     names = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else [f"input {i}" for i in range(in_channels)]

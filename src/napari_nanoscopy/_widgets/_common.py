@@ -174,6 +174,17 @@ def note_label(text: str = "") -> QLabel:
     return label
 
 
+def show_progress(bar, done: int, total: int) -> None:
+    """Show ``done`` of ``total`` steps on a QProgressBar, short of 100 % while the job runs.
+
+    The bar counts one step more than the work reports: after its last step the result is
+    still blended, segmented or saved and handed to the GUI thread. The widget sets the bar
+    full when it has shown the result.
+    """
+    bar.setRange(0, max(total, 1) + 1)
+    bar.setValue(done)
+
+
 class _Bridge(QObject):
     """Carries progress from a worker thread to the GUI thread (queued signal)."""
 
@@ -186,7 +197,8 @@ class Job:
     ``function(progress, should_cancel)`` runs off the GUI thread; ``progress(done, total,
     extra)`` may be called as often as it likes (forwarded at most every 50 ms, plus the last
     step); ``should_cancel()`` turns True after :meth:`cancel`. The progress bar in napari's
-    activity dock shows ``description``. Exactly one of ``on_done(result)``,
+    activity dock shows ``description`` and counts one step more than ``total`` (the end,
+    ``on_done``), so that it never shows 100 % while the job runs. Exactly one of ``on_done(result)``,
     ``on_cancelled(exception)`` or ``on_error(exception)`` runs on the GUI thread at the end,
     then ``on_finally()``.
     """
@@ -258,8 +270,8 @@ class Job:
     def _on_progress(self, done: int, total: int, extra: Any) -> None:
         if self.finished:
             return
-        if self.bar.total != total:
-            self.bar.total = total
+        if self.bar.total != total + 1:  # as show_progress: the end of the job is one more step
+            self.bar.total = total + 1
         if done != self.bar.n:
             self.bar.update(done - self.bar.n)
         if self._on_progress_callback is not None:

@@ -32,13 +32,16 @@ def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[1:] - cumulative[np.arange(1, y.size + 1) - counts]) / counts
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+def nice_ticks(low: float, high: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values covering [low, high]; with ``integer`` only whole numbers (frames, steps)."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low]
     raw = (high - low) / max(count, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    steps = [m * magnitude for m in (1, 2, 2.5, 5, 10)]
+    if integer:
+        steps = [s for s in steps if s >= 1 and float(s).is_integer()] or [1.0]
+    step = next((s for s in steps if s >= raw), steps[-1])
     first = math.ceil(low / step - 1e-9) * step
     ticks = []
     value = first
@@ -76,11 +79,14 @@ def _format(value: float) -> str:
 
 
 class PlotWidget(QWidget):
-    """Line plot (``set_line``) or overlaid histograms (``set_histogram``)."""
+    """Line plot (``set_line``) or overlaid histograms (``set_histogram``); ``integer_x`` puts
+    the x ticks on whole numbers only (frames, steps)."""
 
-    def __init__(self, title: str = "", x_label: str = "", y_label: str = "", log_y: bool = False, parent=None):
+    def __init__(self, title: str = "", x_label: str = "", y_label: str = "", log_y: bool = False,
+                 integer_x: bool = False, parent=None):
         super().__init__(parent)
         self.title, self.x_label, self.y_label, self.log_y = title, x_label, y_label, log_y
+        self.integer_x = integer_x
         self.lines: dict[str, _Series] = {}
         self.histograms: list[tuple[str, QColor, np.ndarray, np.ndarray]] = []  # name, colour, edges, counts
         self.markers: list[tuple[float, str, QColor]] = []  # vertical lines (x, label, colour)
@@ -144,6 +150,13 @@ class PlotWidget(QWidget):
         margin = 0.05 * (y_high - y_low)
         return float(x_low), float(x_high), float(y_low - margin), float(y_high + margin)
 
+    def x_ticks(self) -> list[tuple[float, str]]:
+        """The x axis ticks drawn now: (value, label) pairs."""
+        ranges = self._ranges()
+        if ranges is None:
+            return []
+        return [(tick, _format(tick)) for tick in nice_ticks(ranges[0], ranges[1], 5, integer=self.integer_x)]
+
     def _y(self, y: np.ndarray) -> np.ndarray:
         if not self.log_y:
             return y
@@ -189,13 +202,13 @@ class PlotWidget(QWidget):
             label = _format(float(f"{10 ** tick:.3g}")) if self.log_y else _format(tick)
             painter.drawText(QRectF(0, point.y() - line_height / 2, left - 4, line_height),
                              Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
-        for tick in nice_ticks(x_low, x_high, 5):
+        for tick, label in self.x_ticks():
             point = to_point(tick, y_low)
             painter.setPen(QPen(grid, 1))
             painter.drawLine(QPointF(point.x(), plot.top()), QPointF(point.x(), plot.bottom()))
             painter.setPen(text_color)
             painter.drawText(QRectF(point.x() - 40, plot.bottom() + 2, 80, line_height),
-                             Qt.AlignmentFlag.AlignHCenter, _format(tick))
+                             Qt.AlignmentFlag.AlignHCenter, label)
         painter.setPen(QPen(text_color, 1))
         painter.drawRect(plot)
         painter.drawText(QRectF(plot.left(), self.height() - line_height - 2, plot.width(), line_height),

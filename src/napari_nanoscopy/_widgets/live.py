@@ -36,6 +36,19 @@ from ._common import Job, note_label, notify_error, notify_info
 from ._plot import PlotWidget
 
 ADAPTERS = ("simulator", "pymmcore", "specpy")
+# The live layers from bottom to top and how each looks when it first appears: the synthetic STED
+# (the model's current view of the sample) over the confocal, the last real STED over the ROI, the
+# ROI's segmentation as outlines on top, and the two diagnostic maps hidden. Every image is opaque
+# ("translucent" at full opacity): adding full-field layers on top of each other washed them out.
+LIVE_LAYERS = {
+    "live confocal": {"colormap": "gray"},
+    "live synthetic STED": {"colormap": "magma"},
+    "live disparity": {"colormap": "viridis", "visible": False},
+    "live variability": {"colormap": "inferno", "visible": False},
+    "live real STED": {"colormap": "magma"},
+    "live segmentation": {},
+}
+SEGMENTATION_COLOR = "#30e0ff"  # outlines that stand out on gray and magma
 
 
 class LiveWidget(QWidget):
@@ -106,7 +119,7 @@ class LiveWidget(QWidget):
         self.stop_button = QPushButton("Stop")
         for button in (self.start_button, self.pause_button, self.stop_button):
             button.setEnabled(False)
-        self.plot = PlotWidget("Decision score per frame", "frame", "score")
+        self.plot = PlotWidget("Decision score per frame", "frame", "score", integer_x=True)
         self.plot.empty_text = "Dice, variability or area change per frame appears here"
         self.dose_label = QLabel("dose: –")
         self.status = note_label("Choose an adapter and connect.")
@@ -305,16 +318,16 @@ class LiveWidget(QWidget):
         scale = (pixel, pixel)
         y0, x0 = result.roi[:2]
         roi_translate = (y0 * pixel, x0 * pixel)
-        _set_image(self.viewer, "live confocal", result.confocal, scale, (0.0, 0.0), "gray")
-        _set_image(self.viewer, "live synthetic STED", result.synthetic, scale, (0.0, 0.0), "magma")
-        _set_image(self.viewer, "live disparity", result.disparity, scale, (0.0, 0.0), "viridis")
+        _set_image(self.viewer, "live confocal", result.confocal, scale, (0.0, 0.0))
+        _set_image(self.viewer, "live synthetic STED", result.synthetic, scale, (0.0, 0.0))
+        _set_image(self.viewer, "live disparity", result.disparity, scale, (0.0, 0.0))
         high = result.decision.maps.get("high_variability")
         if high is not None:
-            _set_image(self.viewer, "live variability", high.astype(np.float32), scale, roi_translate, "inferno")
+            _set_image(self.viewer, "live variability", high.astype(np.float32), scale, roi_translate)
         if result.segmentation is not None:
             _set_labels(self.viewer, "live segmentation", result.segmentation.astype(np.uint8), scale, roi_translate)
         if result.sted is not None:
-            _set_image(self.viewer, "live real STED", result.sted, scale, roi_translate, "magma")
+            _set_image(self.viewer, "live real STED", result.sted, scale, roi_translate)
 
     def _finished(self, summary) -> None:
         self._show_new()
@@ -387,18 +400,33 @@ def _pymmcore_adapter(config: str):
     return PymmcoreAdapter(core, settings=_hardware_settings())
 
 
-def _set_image(viewer, name, data, scale, translate, colormap) -> None:
+def _set_image(viewer, name, data, scale, translate) -> None:
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data = data
         layer.translate = translate
     else:
-        viewer.add_image(data, name=name, scale=scale, translate=translate, colormap=colormap, blending="additive",
-                         units=("nm", "nm"))
+        _place(viewer, viewer.add_image(data, name=name, scale=scale, translate=translate, blending="translucent",
+                                        units=("nm", "nm"), **LIVE_LAYERS[name]))
 
 
 def _set_labels(viewer, name, data, scale, translate) -> None:
+    from napari.utils.colormaps import DirectLabelColormap
+
     if name in viewer.layers:
         viewer.layers[name].data = data
     else:
-        viewer.add_labels(data, name=name, scale=scale, translate=translate, units=("nm", "nm"))
+        colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: SEGMENTATION_COLOR})
+        layer = viewer.add_labels(data, name=name, scale=scale, translate=translate, units=("nm", "nm"),
+                                  colormap=colormap, opacity=1.0, **LIVE_LAYERS[name])
+        layer.contour = 1  # outlines: the image under the mask stays visible
+        _place(viewer, layer)
+
+
+def _place(viewer, layer) -> None:
+    """Move a new live layer below the live layers that LIVE_LAYERS puts above it."""
+    order = list(LIVE_LAYERS)
+    above = [index for index, other in enumerate(viewer.layers)
+             if other.name in LIVE_LAYERS and order.index(other.name) > order.index(layer.name)]
+    if above:
+        viewer.layers.move(viewer.layers.index(layer), min(above))

@@ -40,6 +40,7 @@ from ._common import (
     notify_error,
     notify_info,
     pixel_size_box,
+    show_progress,
 )
 from ._registry import REGISTRY
 
@@ -69,8 +70,11 @@ def device_choices() -> list[str]:
     return choices
 
 
-def result_name(input_name: str, role: str, model: str) -> str:
-    return f"{input_name} {role} [{model}]"
+def result_name(input_name: str, role: str, model: str | None = None) -> str:
+    """The role first: napari's layer list elides long names in the middle, so the results of
+    one input must differ in their first word. The model is named only when it is needed to
+    tell two models' results of the same input apart (it is always in the metadata)."""
+    return f"{role}: {input_name}" + (f" [{model}]" if model else "")
 
 
 class RestoreWidget(QWidget):
@@ -375,6 +379,8 @@ class RestoreWidget(QWidget):
         what = f"{planes} planes of " if planes > 1 else ""
         self._planes = planes
         self._running_text = f"Restoring {what}'{layer.name}' with {entry.card.name}"
+        if parameters["pixel_size_nm"] is None and entry.card.pixel_size_nm:  # recorded as assumed, too
+            self._running_text += f" at its {entry.card.pixel_size_nm:g} nm pixels (assumed: the layer has none)"
         self._set_status(self._running_text + "…")
         self.last_error = None
         return self._start(Job(
@@ -407,9 +413,10 @@ class RestoreWidget(QWidget):
         self.progress_bar.setValue(1 if self._succeeded else 0)
 
     def _progress(self, done: int, total: int, _extra) -> None:
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
-        if self._planes > 1 and total:
+        show_progress(self.progress_bar, done, total)
+        if done >= total:
+            self._set_status(f"{self._running_text}: blending and adding the result layers…")
+        elif self._planes > 1 and total:
             plane = min(self._planes, (done - 1) * self._planes // total + 1)
             self._set_status(f"{self._running_text}: plane {plane} of {self._planes}…")
 
@@ -497,7 +504,6 @@ class RestoreWidget(QWidget):
     def _put_layer(self, kind, source, role, model, data, provenance, geometry, colormap=None, visible=True, classes=None):
         """Add the result layer, or update the one an earlier run made for this input and model."""
         metadata = {**provenance, ROLE_KEY: role}
-        name = result_name(source.name, role, model)
         existing = self._find_result(role, source, model)
         expected_type = napari.layers.Labels if kind == "labels" else napari.layers.Image
         if existing is not None and (not isinstance(existing, expected_type) or existing.ndim != data.ndim):
@@ -519,6 +525,9 @@ class RestoreWidget(QWidget):
                 existing.reset_contrast_limits()
             existing.refresh()
             return existing
+        name = result_name(source.name, role)
+        if name in self.viewer.layers:  # another model's result of this input: name the model
+            name = result_name(source.name, role, model)
         if kind == "labels":
             new = self.viewer.add_labels(
                 data, name=name, metadata=metadata, opacity=0.55, features=_class_features(classes),

@@ -1,8 +1,8 @@
 """The *Train* dock widget: train any family on pairs from two layers or a folder, with a live loss plot.
 
-Training runs ``napari_nanoscopy.training.train`` in a worker thread. *Stop* writes a
-checkpoint (``<output>.checkpoint/``) and *Resume* continues it exactly. The finished package
-is added to every *Restore* widget's model list.
+Training runs ``napari_nanoscopy.training.train`` in a worker thread; *Start from* fine-tunes a
+model (its architecture and weights). *Stop* writes a checkpoint (``<output>.checkpoint/``) and
+*Resume* continues it exactly. The finished package is added to every *Restore* widget's model list.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import NanoscopyError
 from ..training import TRAINING_FAMILIES
-from ._common import Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info
+from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info,
+                      show_progress)
 from ._plot import PlotWidget
 from ._registry import REGISTRY
 from .restore import device_choices
@@ -137,6 +138,13 @@ class TrainWidget(QWidget):
             self.family_combo.setItemData(self.family_combo.count() - 1, FAMILY_NOTES.get(family, ""), Qt.ItemDataRole.ToolTipRole)
         self.family_combo.setCurrentText("l2l")
         self.family_note = note_label()
+        self.start_combo = QComboBox()  # editable: a listed model, or any package path typed in
+        self.start_combo.setEditable(True)
+        self.start_combo.lineEdit().setPlaceholderText("a new model (or a model to fine-tune)")
+        self.start_combo.setToolTip(
+            "Fine-tune a model: its architecture and weights are the start (bundled models and models of this "
+            "session of the chosen family are listed; type a package folder or .zip for another). Empty: a new model."
+        )
         self.steps_box = QSpinBox()
         self.steps_box.setRange(1, 10_000_000)
         self.steps_box.setValue(2000)
@@ -165,7 +173,7 @@ class TrainWidget(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.plot = PlotWidget("Training losses", "step", "loss", log_y=True)
+        self.plot = PlotWidget("Training losses", "step", "loss", log_y=True, integer_x=True)
         self.plot.empty_text = "The losses appear here while training"
         self.status = note_label()
 
@@ -174,6 +182,7 @@ class TrainWidget(QWidget):
         form.addRow(self.source_pages)
         form.addRow("Family", self.family_combo)
         form.addRow("", self.family_note)
+        form.addRow("Start from", self.start_combo)
         form.addRow("Steps", self.steps_box)
         form.addRow("Patch", self.patch_box)
         form.addRow("Batch", self.batch_box)
@@ -198,6 +207,8 @@ class TrainWidget(QWidget):
         self.resume_button.clicked.connect(lambda: self.train(resume=True))
         self.stop_button.clicked.connect(self.stop)
         self._family_changed(self.family_combo.currentText())
+        REGISTRY.added.connect(self._registry_added)
+        self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
         inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
         if inputs:  # an opened sample: its input and target
             self.input_combo.set_layer(inputs[0])
@@ -219,6 +230,33 @@ class TrainWidget(QWidget):
         self.patch_box.setValue(0)
         self.batch_box.setValue(0)
         self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults['paper']}.")
+        self._list_start_models(family)
+
+    def _list_start_models(self, family: str) -> None:
+        """Offer the bundled and session models that ``family`` can fine-tune (trained by that family)."""
+        from ..packages import list_models
+
+        try:
+            cards = [(card.name, card) for card in list_models()]
+        except Exception as error:  # a damaged bundled card must not take the widget down
+            notify_error(error, "Listing the bundled models")
+            cards = []
+        chosen = self.start_combo.currentText()
+        listed = {self.start_combo.itemText(index) for index in range(self.start_combo.count())}
+        self.start_combo.clear()
+        self.start_combo.addItem("")
+        for source, card in cards + REGISTRY.items():
+            if card.training.get("method") == family:
+                self.start_combo.addItem(source)
+        if chosen in listed and self.start_combo.findText(chosen) < 0:
+            chosen = ""  # a listed model of the previous family; a typed path stays
+        self.start_combo.setCurrentText(chosen)
+
+    def _registry_added(self, _path: str) -> None:
+        try:
+            self._list_start_models(self.family_combo.currentText())
+        except RuntimeError:  # this widget's Qt side is gone
+            REGISTRY.added.disconnect(self._registry_added)
 
     def _guess_target(self, prefer_sample: bool = False) -> None:
         """Keep the target apart from the input; with a sample open, pick its target layer."""
@@ -250,6 +288,7 @@ class TrainWidget(QWidget):
             "batch": self.batch_box.value() or None,
             "device": self.device_combo.currentText(),
             "name": self.name_edit.text().strip() or None,
+            "init_from": self.start_combo.currentText().strip() or None,
         }
 
     # -- running -----------------------------------------------------------------------------
@@ -284,7 +323,7 @@ class TrainWidget(QWidget):
 
             return train(settings["family"], data_dir, out_path, steps=settings["steps"], patch=settings["patch"],
                          batch=settings["batch"], device=settings["device"], resume=resume, name=settings["name"],
-                         callback=callback, should_stop=should_stop,
+                         init_from=settings["init_from"], callback=callback, should_stop=should_stop,
                          checkpoint_every=max(1, min(500, settings["steps"] // 4)))
 
         def done(card):
@@ -363,8 +402,7 @@ class TrainWidget(QWidget):
         self.status.setText(self.last_error)
 
     def _progress(self, done: int, total: int, _extra) -> None:
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
+        show_progress(self.progress_bar, done, total)  # the package is still saved after the last step
         for key, values in list(self.history.items()):
             points = values[:]  # the worker appends concurrently
             if points:

@@ -17,7 +17,9 @@ Import (:func:`load_bmz`) reads such a package (folder, ``rdf.yaml`` or ``.zip``
 exported are rebuilt from their card and state dict (so Monte-Carlo dropout and task outputs
 work as before); any other package runs from its TorchScript weights, with its pre-processing
 turned into the Restorer's whole-image normalisation and its element-wise post-processing
-applied to every tile. Nothing is downloaded: every file must be inside the package.
+applied to every tile. Nothing is downloaded: every file must be inside the package. No code
+from a package runs: its ``architecture.py`` is never imported, and its TorchScript runs only
+after :mod:`.safety` has found nothing in it but pure tensor operations.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import NanoscopyError
+from .safety import inside, load_torchscript
 
 FORMAT_VERSION = "0.5.12"
 RDF_FILE = "rdf.yaml"
@@ -573,8 +576,8 @@ def _local_file(folder: Path, entry: Any, source: str, what: str) -> Path:
             f"The {what} of {source} is not a file inside the package ({name!r}); napari-nanoscopy works offline, "
             "so download a complete package (.zip) first."
         )
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+    path = inside(folder, name, f"{what} file", source)
+    if not path.is_file():
         raise NanoscopyError(f"The {what} file {name} of {source} is missing from the package.")
     sha = entry.get("sha256") if isinstance(entry, dict) else None
     if sha and _sha256(path) != sha:
@@ -781,10 +784,7 @@ def _load_foreign(rdf: dict[str, Any], folder: Path, source: str):
     post_ops = _convert_postprocessing(tensor_out.get("postprocessing"), source)
 
     script_path = _local_file(folder, weights["torchscript"], source, "torchscript weights")
-    try:
-        module = torch.jit.load(str(script_path), map_location="cpu")
-    except Exception as error:
-        raise NanoscopyError(f"The TorchScript weights of {source} cannot be loaded ({str(error)[:200]}).") from None
+    module = load_torchscript(script_path, source)  # refused before the first forward unless pure tensor maths
     module.eval()
     network = _BMZNetwork(module, n_in, n_out, step, halo or FOREIGN_DEFAULT_HALO,
                           input_order, output_order, pre_ops, post_ops)

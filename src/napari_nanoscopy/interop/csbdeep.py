@@ -13,13 +13,16 @@ remaining conv layer.
 The imported card applies CARE's prediction defaults: percentile normalisation of the input
 (2 and 99.8 %, ``csbdeep.data.PercentileNormalizer``) to [0, 1] and the inverse of it on the
 output (``do_after=True``), so results are in the input's intensity units as with
-``CARE.predict``. No TensorFlow is imported; only h5py.
+``CARE.predict``. No TensorFlow is imported; only h5py. Only arrays are read (Keras, and so any
+``Lambda`` layer, never runs), only from inside the folder, and never through an HDF5 external
+link, external dataset or virtual dataset.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ import torch
 
 from ..errors import NanoscopyError
 from ..io import read_json_object
+from ..limits import check_percentiles, check_pixel_size
+from .safety import inside
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("weights_best.h5", "weights_last.h5", "weights_now.h5")
@@ -67,6 +72,7 @@ def read_keras_h5(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
         raise NanoscopyError(f"{path} cannot be read as an HDF5 file ({error}); give CSBDeep's weights_best.h5.") from None
     layers: dict[str, dict[str, np.ndarray]] = {}
     with handle:
+        _refuse_outside_data(handle, path)
         root = handle["model_weights"] if "model_weights" in handle else handle
         if "layer_names" not in root.attrs:
             raise NanoscopyError(
@@ -91,8 +97,35 @@ def read_keras_h5(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     return layers
 
 
+def _refuse_outside_data(handle, path: Path) -> None:
+    """Refuse an HDF5 file whose objects lead to data in other files before reading any array:
+    external links, datasets stored in external raw files and virtual datasets."""
+    import h5py
+
+    def refuse(name: str, problem: str) -> None:
+        raise NanoscopyError(
+            f"{path} refers to data outside itself ('{name}' is {problem}); a CSBDeep weights file is read only "
+            "from itself, so save the weights again with Keras (model.save_weights) into one file."
+        )
+
+    def check(_: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            if item.is_virtual:
+                refuse(item.name, "a virtual dataset")
+            if item.external:
+                refuse(item.name, "a dataset stored in external files")
+            return
+        for key in item:  # visititems follows hard links only: see every other link of each group
+            if not isinstance(item.get(key, getlink=True), (h5py.HardLink, h5py.SoftLink)):
+                refuse(f"{item.name.rstrip('/')}/{key}", "an external link")
+
+    check("/", handle)
+    handle.visititems(check)
+
+
 def _config(folder: Path) -> dict[str, Any]:
-    config = read_json_object(folder / CONFIG_FILE, f"The CSBDeep {CONFIG_FILE} in {folder}", "check the model folder")
+    config_path = inside(folder, CONFIG_FILE, "CSBDeep configuration")
+    config = read_json_object(config_path, f"The CSBDeep {CONFIG_FILE} in {folder}", "check the model folder")
 
     def need(key: str):
         if key not in config:
@@ -101,7 +134,17 @@ def _config(folder: Path) -> dict[str, Any]:
             )
         return config[key]
 
-    n_dim = int(need("n_dim"))
+    def whole(key: str) -> int:  # JSON numbers only: a list or a string here is a malformed configuration
+        value = need(key)
+        listed = value if key == "unet_kern_size" and isinstance(value, list) and value else [value]
+        if not all(isinstance(v, Integral) and not isinstance(v, bool) for v in listed):
+            raise NanoscopyError(
+                f"The CSBDeep {CONFIG_FILE} in {folder} has {key} = {repr(value)[:40]}, not a whole number; "
+                "the model folder is malformed, export it again with CSBDeep."
+            )
+        return int(listed[0])
+
+    n_dim = whole("n_dim")
     if n_dim != 2:
         raise NanoscopyError(
             f"The CSBDeep model in {folder} is {n_dim}D; only 2D CARE models can be imported "
@@ -122,15 +165,16 @@ def _config(folder: Path) -> dict[str, Any]:
     if "Z" in axes:
         raise NanoscopyError(f"The CSBDeep model in {folder} has axes {axes}; only 2D (YX, C) models can be imported.")
     for key in ("unet_n_depth", "unet_kern_size", "unet_n_first", "n_channel_in", "n_channel_out"):
-        need(key)
+        whole(key)
     return config
 
 
 def _weights_file(folder: Path, config: dict[str, Any]) -> Path:
     preferred = [config.get("train_checkpoint")] if config.get("train_checkpoint") else []
     for name in preferred + list(WEIGHT_FILES):
-        if (folder / name).is_file():
-            return folder / name
+        path = inside(folder, str(name), "CSBDeep checkpoint")  # no '../', absolute or linked-out checkpoint
+        if path.is_file():
+            return path
     if (folder / "TF_SavedModel.zip").is_file():
         raise NanoscopyError(
             f"{folder} holds only a TF_SavedModel.zip (the Fiji export), which needs TensorFlow; "
@@ -199,6 +243,9 @@ def load_csbdeep(
     from ..models import build_generator
     from ..packages import ModelCard, ModelPackage, load_state, sha256_of
 
+    low, high = check_percentiles(*percentiles, "The CSBDeep input normalisation")
+    if pixel_size_nm is not None:
+        pixel_size_nm = check_pixel_size(pixel_size_nm, "The CSBDeep model's pixel size")
     folder = Path(folder).expanduser()
     if not (folder / CONFIG_FILE).is_file():
         raise NanoscopyError(f"{folder} holds no {CONFIG_FILE}; a CSBDeep model folder has config.json and weights_best.h5.")
@@ -212,7 +259,6 @@ def load_csbdeep(
         raise NanoscopyError(f"The CSBDeep configuration in {folder} does not describe a CARE U-Net this can build: {error}") from None
     load_state(generator, _state_dict(generator, layers, str(weights)), "CSBDeep CARE", str(weights))
     generator.eval()
-    low, high = (float(p) for p in percentiles)
     n_in, n_out = kwargs["in_channels"], kwargs["out_channels"]
     card = ModelCard(
         name=folder.name,

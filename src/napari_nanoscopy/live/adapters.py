@@ -33,6 +33,7 @@ MODALITIES = (CONFOCAL, STED)
 
 PLANCK = 6.62607015e-34  # J s
 LIGHT_SPEED = 299_792_458.0  # m / s
+MAX_TIMEOUT_S = 86_400.0  # the longest acquisition watchdog
 
 Region = tuple[int, int, int, int]  # (y0, x0, height, width) in field pixels
 
@@ -343,6 +344,7 @@ class MicroscopeAdapter:
 
 
 def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise NanoscopyError(f"{name} must be a positive number of seconds; got {value!r}.")
+    # finite and at most a day: an infinite watchdog overflows the clock and guards nothing
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        raise NanoscopyError(f"{name} must be a positive number of seconds up to {MAX_TIMEOUT_S:g} (a day); got {value!r}.")
     return float(value)

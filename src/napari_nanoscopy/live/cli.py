@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from napari_nanoscopy.cli import PROG, whole_number
 from napari_nanoscopy.errors import NanoscopyError
 
 ADAPTERS = ("simulator", "pymmcore", "specpy")
@@ -18,7 +20,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
         description="Run the TA-GAN live-assist loop (Table 1 of the TA-GAN paper): per frame a confocal image, "
         "Monte-Carlo samples of TA-GAN Live, a STED patch where they disagree most, regenerated samples, "
         "U-Net-Live segmentation and a dice, variability or area decision whether to acquire a full STED. Every frame "
-        "and decision is recorded in OUT; a JSON summary is printed. Hardware adapters need --arm. "
+        "and decision is recorded in OUT; a line per frame (decision, score, dose so far) goes to stderr and a JSON "
+        "summary to stdout. Hardware adapters need --arm. "
         "See docs/live.md.",
     )
     live.add_argument("--adapter", choices=ADAPTERS, default="simulator", help="microscope (default: the simulator)")
@@ -30,16 +33,16 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--reference", choices=("sted", "synthetic"), default="sted",
                       help="what dice and area compare with: the segmentation of the last real STED (default, the "
                       "paper) or the synthetic segmentation of the frame it was acquired at")
-    live.add_argument("--frames", type=int, default=15, help="time points (default 15)")
+    live.add_argument("--frames", type=whole_number, default=15, help="time points (default 15)")
     live.add_argument("--out", help="new folder for the recorded session")
     live.add_argument("--read", metavar="DIR", help="print the summary of the session recorded in DIR and exit")
     live.add_argument("--resume", action="store_true", help="continue the session already in --out")
-    live.add_argument("--seed", type=int, default=0, help="seed of the simulator and the Monte-Carlo samples")
-    live.add_argument("--samples", type=int, default=10, help="Monte-Carlo samples per generation (default 10)")
+    live.add_argument("--seed", type=whole_number, default=0, help="seed of the simulator and the Monte-Carlo samples")
+    live.add_argument("--samples", type=whole_number, default=10, help="Monte-Carlo samples per generation (default 10)")
     live.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow",
                       help="disparity between samples (default Horn–Schunck optical flow)")
-    live.add_argument("--patch", type=int, default=100, help="STED patch / superpixel side in pixels (default 100)")
-    live.add_argument("--roi", type=int, default=300, help="central ROI side in pixels (default 300)")
+    live.add_argument("--patch", type=whole_number, default=100, help="STED patch / superpixel side in pixels (default 100)")
+    live.add_argument("--roi", type=whole_number, default=300, help="central ROI side in pixels (default 300)")
     live.add_argument("--generator", default="tagan-live-factin", help="TA-GAN Live model (name, folder or .zip)")
     live.add_argument("--segmenter", default="unet-live-factin", help="U-Net-Live model (name, folder or .zip)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -47,14 +50,14 @@ def add_parser(commands) -> argparse.ArgumentParser:
                       help="fp32 (default) or bf16: both networks in bfloat16, faster where the CPU or GPU supports it")
     live.add_argument("--compile", action="store_true",
                       help="torch.compile both networks: decisions about 1.3x faster, the first frame compiles (10-60 s)")
-    live.add_argument("--max-sted", type=int, help="most full STED images (references included) per --window")
-    live.add_argument("--window", type=int, help="frames of the --max-sted window (default: the whole session)")
+    live.add_argument("--max-sted", type=whole_number, help="most full STED images (references included) per --window")
+    live.add_argument("--window", type=whole_number, help="frames of the --max-sted window (default: the whole session)")
     live.add_argument("--max-dose", type=float, help="most photons sent into the sample per --window")
     live.add_argument("--keep-extras", action="store_true", help="also keep MC samples, disparity and segmentations")
     live.add_argument("--no-references", action="store_true", help="skip the initial and final reference STED")
     sim = live.add_argument_group("simulator")
-    sim.add_argument("--size", type=int, default=500, help="field of view in pixels (default 500)")
-    sim.add_argument("--stimulus-frame", type=int,
+    sim.add_argument("--size", type=whole_number, default=500, help="field of view in pixels (default 500)")
+    sim.add_argument("--stimulus-frame", type=whole_number,
                      help="time point where remodelling starts (default 5, or --frames if fewer; = --frames for a control)")
     hw = live.add_argument_group("hardware")
     hw.add_argument("--arm", action="store_true", help="allow a hardware adapter to illuminate the sample")
@@ -91,12 +94,20 @@ def make_adapter(args: argparse.Namespace):
 
         if not args.mm_config:
             raise NanoscopyError("The pymmcore adapter needs --mm-config, the Micro-Manager configuration file to load.")
+        if not Path(args.mm_config).expanduser().is_file():
+            raise NanoscopyError(f"The Micro-Manager configuration file {args.mm_config} does not exist; check the "
+                                 "--mm-config path.")
         try:
             from pymmcore_plus import CMMCorePlus
         except ImportError:
             raise NanoscopyError("The pymmcore adapter needs pymmcore-plus (pip install 'napari-nanoscopy[pymmcore]').") from None
         core = CMMCorePlus()
-        core.loadSystemConfiguration(args.mm_config)
+        try:
+            core.loadSystemConfiguration(str(Path(args.mm_config).expanduser()))
+        except (OSError, RuntimeError) as error:  # pymmcore raises RuntimeError for a bad file or device
+            detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise NanoscopyError(f"Micro-Manager could not load {args.mm_config} ({detail}); check the configuration "
+                                 "file in Micro-Manager.") from None
         return PymmcoreAdapter(core, settings=_hardware_settings(), group=args.mm_group, pixel_size_nm=args.pixel_size,
                                arm=True, timeout_s=args.timeout)
     from napari_nanoscopy.live.specpy_adapter import SpecPyAdapter
@@ -104,6 +115,16 @@ def make_adapter(args: argparse.Namespace):
     return SpecPyAdapter(configurations={"confocal": args.confocal_config, "sted": args.sted_config},
                          settings=_hardware_settings(), field_shape=(args.size, args.size),
                          pixel_size_nm=args.pixel_size or 20.0, arm=True, timeout_s=args.timeout)
+
+
+def frame_line(result, frames: int) -> str:
+    """One line per frame (numbered from 0, as recorded): the decision, its score against the
+    threshold, the dose sent into the sample so far and the decision time."""
+    decision = result.decision
+    action = "STED" if result.sted is not None else ("STED wanted" if decision.trigger else "no STED")
+    line = (f"{PROG} live: frame {result.frame}/{frames - 1}: {action} ({decision.reason}); "
+            f"dose so far {result.dose_photons:.3g} photons; {result.timings_s['decision_total']:.1f} s")
+    return line + (f"; {result.declined}" if result.declined else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,14 +147,24 @@ def run(args: argparse.Namespace) -> int:
     )
     budget = DoseBudget(args.max_sted, args.window, args.max_dose)
     adapter = make_adapter(args)
+    interrupted = False
     try:
-        pipeline = LivePipeline(adapter, args.out, settings, budget=budget, resume=args.resume)
+        pipeline = LivePipeline(
+            adapter, args.out, settings, budget=budget, resume=args.resume,
+            on_frame=lambda result: print(frame_line(result, args.frames), file=sys.stderr, flush=True),
+        )
         try:
             summary = pipeline.run(args.frames)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the pipeline wrote summary.json; report what is on disk
+            summary, interrupted = session_summary(pipeline.folder), True
         finally:
             pipeline.close()
     finally:
         adapter.close()
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    if interrupted:
+        print(f"\n{PROG}: interrupted; {summary['frames']} frame(s) and {summary['acquisitions']} acquisition(s) are "
+              f"recorded in {pipeline.folder}; run the same command with --resume to continue.", file=sys.stderr)
+        return 130
     return 0 if summary["state"] == "done" else 1

@@ -36,12 +36,15 @@ import numpy as np
 
 from napari_nanoscopy.analysis.variability import DISPARITY_METHODS, best_patch, central_roi, disparity_map
 from napari_nanoscopy.errors import NanoscopyError
+from napari_nanoscopy.io import read_json_object
+from napari_nanoscopy.limits import MAX_SEED, check_int, check_samples
 from napari_nanoscopy.live.adapters import CONFOCAL, STED, AdapterFault, Frame, MicroscopeAdapter, Region
 from napari_nanoscopy.live.budget import BudgetExceeded, DoseBudget
-from napari_nanoscopy.live.policies import POLICIES, Decision, make_policy
-from napari_nanoscopy.live.recorder import Recorder, read_session
+from napari_nanoscopy.live.policies import DEFAULT_THRESHOLDS, POLICIES, Decision, make_policy
+from napari_nanoscopy.live.recorder import SESSION_FILE, Recorder, read_session
 
 DEFAULT_GENERATOR = "tagan-live-factin"
+SEED_STRIDE = 100_003  # frame t draws its dropout masks from seed * SEED_STRIDE + 2 t (and + 1)
 DEFAULT_SEGMENTER = "unet-live-factin"
 # What the dice and area policies compare the synthetic segmentation with: the segmentation of the
 # last real STED (the paper), or the synthetic segmentation of the frame that STED was acquired at
@@ -101,6 +104,9 @@ class LiveSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise NanoscopyError(f"The live setting {name} must be a whole number of at least {low}; got {value!r}.")
+        check_samples(self.samples)
+        # each frame's dropout seed is seed * SEED_STRIDE + 2 t (+ 1): it must stay a valid seed
+        check_int("The live setting seed", self.seed, 0, MAX_SEED // SEED_STRIDE - 1, "pick a smaller seed")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +218,8 @@ class LivePipeline:
             },
             "roi": list(self.roi),
         }
+        if resume:
+            _refuse_a_changed_recording(Path(out).expanduser(), session)
         self.recorder = Recorder(out, session=session, keep_extras=self.settings.keep_extras, resume=resume)
         self.folder = self.recorder.folder
         self.reference_mask: np.ndarray | None = None  # segmentation of the last real STED of the ROI
@@ -226,6 +234,7 @@ class LivePipeline:
         self.faults: list[dict[str, Any]] = []
         self.charges: list[dict[str, Any]] = []  # every charge, with its kind (confocal, patch, sted, reference)
         self.references: list[str] = []  # "initial", "trigger", "final" for each reference acquired
+        self.final_reference_declined: str | None = None  # why the budget refused the final reference
         self._stop = False
         self._step = ""
         if resume:
@@ -258,13 +267,18 @@ class LivePipeline:
                 self.next_frame = frame + 1
             if self.settings.final_reference and not self.final_done:
                 self._check_stop()
-                self._reference("final", frames - 1)
-                self.final_done = True
+                self._final_reference(frames - 1)
             self.state = "done"
         except _Stopped:
             self.state = "stopped"
             self._safe()
             self.recorder.log({"type": "stop", "frame": self.next_frame})
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what is on disk, then stop the caller too
+            self.state = "interrupted"
+            self._safe()
+            self.recorder.log({"type": "stop", "frame": self.next_frame, "step": self._step, "interrupted": True})
+            self.recorder.write_summary(self.summary(frames))
+            raise
         except AdapterFault as fault:
             self._fault(fault)
         except BudgetExceeded as refusal:
@@ -290,7 +304,7 @@ class LivePipeline:
 
     def _frame(self, t: int) -> FrameResult:
         timings: dict[str, float] = {}
-        seed = self.settings.seed * 100_003 + 2 * t
+        seed = self.settings.seed * SEED_STRIDE + 2 * t
         with self._timed("1_confocal", timings):
             confocal = self._acquire("confocal", CONFOCAL, None, t)
         with self._timed("2_generate", timings):
@@ -376,6 +390,15 @@ class LivePipeline:
         self.recorder.log({"type": "reference", "when": when, "frame": t, "index": frame.index,
                            "foreground": int(np.count_nonzero(self.reference_mask))})
         return frame.data
+
+    def _final_reference(self, t: int) -> None:
+        """The final reference, unless the budget refuses it: every frame is done, so the session is too."""
+        try:
+            self._reference("final", t)
+            self.final_done = True
+        except BudgetExceeded as refusal:
+            self.final_reference_declined = str(refusal)
+            self.recorder.log({"type": "budget", "frame": t, "step": self._step, "message": str(refusal)})
 
     def _set_reference(self, image: np.ndarray) -> None:
         outputs = self._segment(image[np.newaxis])
@@ -487,11 +510,13 @@ class LivePipeline:
             "threshold": self.policy.threshold,
             "frames": n,
             "frames_requested": frames,
+            "acquisitions": self.recorder.acquisitions,
             "sted_acquisitions": len(triggered),
             "sted_fraction": len(triggered) / n if n else 0.0,
             "triggered_frames": triggered,
             "declined": [r["frame"] for r in self.results if r.get("declined")],
             "references": sum(1 for when in self.references if when != "trigger"),
+            "final_reference_declined": self.final_reference_declined,
             "dose_photons": self.budget.dose_photons,
             "dose_relative_to_sted_every_frame": (loop_dose / (n * sted_roi_dose)) if n and sted_roi_dose else None,
             "sted_dose_relative_to_sted_every_frame": len(triggered) / n if n else None,
@@ -504,6 +529,51 @@ class LivePipeline:
             summary["remodelling"] = {"onsets": list(onsets), "detected": detected,
                                       "missed": [o for o in onsets if o not in detected]}
         return summary
+
+
+def _recording_meaning(session: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a session.json that fix what its frames and decisions mean, by display name.
+
+    Speed settings (device, precision, compile, threads), the seed and the dose budget may change
+    when a session is resumed (a larger budget is how an exhausted session continues); these may not.
+    """
+    settings = session.get("settings", {})
+    adapter = session.get("adapter", {})
+    capabilities = adapter.get("capabilities", {})
+    models = session.get("models", {})
+    policy = settings.get("policy")
+    threshold = settings.get("threshold")
+    y0, x0, height, width = session.get("roi") or (None,) * 4
+    return {
+        "adapter": adapter.get("name"),
+        "field size": "x".join(map(str, capabilities.get("field_shape") or [])) or None,
+        "pixel size (nm)": capabilities.get("pixel_size_nm"),
+        "ROI": f"{height}x{width} px at y {y0}, x {x0}" if height is not None else None,
+        "policy": policy,
+        "threshold": threshold if threshold is not None else DEFAULT_THRESHOLDS.get(policy),
+        "reference": settings.get("reference"),
+        "segment class": settings.get("segment_class"),
+        "samples": settings.get("samples"),
+        "disparity": settings.get("disparity"),
+        "patch": settings.get("patch"),
+        "generator weights (sha256)": models.get("generator", {}).get("weights_sha256"),
+        "segmenter weights (sha256)": models.get("segmenter", {}).get("weights_sha256"),
+    }
+
+
+def _refuse_a_changed_recording(folder: Path, session: dict[str, Any]) -> None:
+    """Refuse to resume the session in ``folder`` with settings that would change what it records."""
+    if not (folder / SESSION_FILE).is_file():
+        return  # not a session: the recorder says so
+    recorded = _recording_meaning(read_json_object(folder / SESSION_FILE, "live session", "record it again"))
+    now = _recording_meaning(session)
+    changed = [f"{name} {recorded[name]} (now {now[name]})" for name in now
+               if recorded[name] is not None and recorded[name] != now[name]]
+    if changed:
+        raise NanoscopyError(
+            f"The session in {folder} was recorded with {'; '.join(changed)}; resume it with the settings it was "
+            "recorded with, or record a new session in another folder."
+        )
 
 
 def _crop(stack: np.ndarray, region: Region) -> np.ndarray:

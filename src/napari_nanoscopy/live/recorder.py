@@ -9,7 +9,7 @@ A session folder holds::
     extras/000003_samples.npy ...      MC samples, disparity and segmentations (optional)
     references/000005_synthetic_mask.npy   the synthetic reference segmentation of
                           ``reference="synthetic"`` (dice, area), needed to resume
-    summary.json          written when a run ends (also after a fault)
+    summary.json          written when a run ends (also after a fault or Ctrl-C)
 
 A frame file is written to a temporary name, fsynced and renamed, then its ``acquisition``
 record is appended to the log; only then does the pipeline use the frame. A crash at any
@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from napari_nanoscopy.errors import NanoscopyError
-from napari_nanoscopy.io import read_image, read_json_object, write_image
+from napari_nanoscopy.io import (
+    OutputAppeared,
+    StagedOutputs,
+    atomic_output,
+    read_image,
+    read_json_object,
+    write_image,
+)
 from napari_nanoscopy.live.adapters import Frame
 
 SESSION_FILE = "session.json"
@@ -57,20 +64,22 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _write_json_atomic(path: Path, data: dict, *, replace: bool = True) -> None:
+    """Write ``data`` as JSON at ``path`` all at once; ``replace=False`` refuses (OutputAppeared) an existing file."""
+    with StagedOutputs(overwrite=replace) as staged:
+        temporary = staged.stage(path)
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, default=_json_default)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 class Recorder:
     """Writes one session folder. ``keep_extras`` also keeps MC samples, disparity and segmentations.
 
-    A new recorder needs an empty or missing folder; ``resume=True`` reopens an existing
-    session and appends to it.
+    A new recorder needs an empty or missing folder, and claims it by creating session.json
+    exclusively: of two recorders started on one folder, one records and the other is refused
+    before it writes anything. ``resume=True`` reopens an existing session and appends to it.
     """
 
     def __init__(self, folder, *, session: dict[str, Any] | None = None, keep_extras: bool = False,
@@ -86,6 +95,8 @@ class Recorder:
             on_disk = [int(p.name.split("_")[0]) for p in (self.folder / FRAMES_DIR).glob("[0-9]*_*.ome.tif")]
             self._next_index = 1 + max(logged + on_disk, default=-1)
         else:
+            if self.folder.exists() and not self.folder.is_dir():
+                raise NanoscopyError(f"{self.folder} is a file; give a new folder for the live session.")
             if self.folder.exists() and any(self.folder.iterdir()):
                 raise NanoscopyError(
                     f"{self.folder} is not empty; give a new folder for the live session (or resume the session in it)."
@@ -94,7 +105,14 @@ class Recorder:
                 raise NanoscopyError(f"The folder {self.folder.parent} does not exist; create it first.")
             self.folder.mkdir(exist_ok=True)
             self._next_index = 0
-            _write_json_atomic(self.folder / SESSION_FILE, {"format": FORMAT, "created": time.time(), **(session or {})})
+            header = {"format": FORMAT, "created": time.time(), **(session or {})}
+            try:
+                _write_json_atomic(self.folder / SESSION_FILE, header, replace=False)
+            except OutputAppeared:
+                raise NanoscopyError(
+                    f"Another live session started recording in {self.folder} at the same time; "
+                    "give this one a new folder."
+                ) from None
         (self.folder / FRAMES_DIR).mkdir(exist_ok=True)
         if self.keep_extras:
             (self.folder / EXTRAS_DIR).mkdir(exist_ok=True)
@@ -132,13 +150,17 @@ class Recorder:
         """Keep the synthetic reference segmentation of a frame (fsynced, then logged)."""
         (self.folder / REFERENCES_DIR).mkdir(exist_ok=True)
         relative = f"{REFERENCES_DIR}/{frame_number:06d}_synthetic_mask.npy"
-        temporary = self.folder / REFERENCES_DIR / f".{frame_number:06d}_synthetic_mask.partial.npy"
-        np.save(temporary, np.asarray(mask, dtype=bool))
-        _fsync_path(temporary)
-        os.replace(temporary, self.folder / relative)
+        with atomic_output(self.folder / relative) as temporary:
+            np.save(temporary, np.asarray(mask, dtype=bool))
+            _fsync_path(temporary)
         self.log({"type": "synthetic_reference", "frame": frame_number, "file": relative,
                   "foreground": int(np.count_nonzero(mask))})
         return relative
+
+    @property
+    def acquisitions(self) -> int:
+        """Frames on disk (acquisitions of this session, including those of earlier runs)."""
+        return self._next_index
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         _write_json_atomic(self.folder / SUMMARY_FILE, summary)
@@ -231,28 +253,50 @@ def session_summary(folder) -> dict[str, Any]:
 
 def session_layers(folder) -> list[tuple]:
     """napari layer data ``(data, kwargs, type)`` of a session: confocal frames, full STED images
-    (placed at their region) and the decision scores in the layers' metadata."""
+    (placed at their region) and the decision scores in the layers' metadata.
+
+    Both stacks have one plane per frame number, so that scrolling the frame axis shows each
+    frame's confocal with the STED acquired at that frame; frames without a STED are NaN
+    (empty) planes, and the metadata's ``sted_frames`` lists those with one.
+    """
     session = read_session(folder)
     confocal = [a for a in session.acquisitions if a["kind"] == "confocal"]
     steds = [a for a in session.acquisitions if a["kind"] in ("sted", "reference")]
     layers = []
     decisions = [{k: r.get(k) for k in ("frame", "score", "threshold", "trigger", "reason")}
                  for r in session.records_of("decision")]
+    n_frames = 1 + max((a["frame"] for a in confocal + steds), default=-1)
     if confocal:
         pixel = confocal[0]["pixel_size_nm"]
-        data = np.stack([session.image(a) for a in confocal])
+        data, _ = _frame_stack(session, confocal, n_frames)
         layers.append((data, {"name": "confocal", "scale": (1.0, pixel, pixel), "units": ("pixel", "nm", "nm"),
-                              "metadata": {"frames": [a["frame"] for a in confocal], "decisions": decisions}}, "image"))
+                              "metadata": {"frames": list(range(n_frames)), "decisions": decisions}}, "image"))
     if steds:
         pixel = steds[0]["pixel_size_nm"]
         shapes = {tuple(a["region"][2:]) for a in steds}
         if len(shapes) == 1:
             y0, x0 = steds[0]["region"][:2]
-            data = np.stack([session.image(a) for a in steds])
+            data, shown = _frame_stack(session, steds, n_frames)
             layers.append((data, {"name": "STED", "scale": (1.0, pixel, pixel), "units": ("pixel", "nm", "nm"),
                                   "translate": (0.0, y0 * pixel, x0 * pixel), "colormap": "magma",
-                                  "metadata": {"frames": [a["frame"] for a in steds]}}, "image"))
+                                  "metadata": {"frames": list(range(n_frames)),
+                                               "sted_frames": [a["frame"] for a in shown],
+                                               "acquisitions": [{k: a[k] for k in ("frame", "kind", "index", "file")}
+                                                                for a in shown]}}, "image"))
     return layers
+
+
+def _frame_stack(session: Session, acquisitions: list[dict[str, Any]], n_frames: int) -> tuple[np.ndarray, list]:
+    """A float32 stack with plane ``t`` holding the acquisition of frame ``t`` (NaN where there is
+    none) and the acquisitions shown. Of several at one frame the last is shown: the confocal a
+    resumed frame was decided on, the final reference after that frame's triggered STED."""
+    last = {a["frame"]: a for a in acquisitions}
+    images = {frame: session.image(a) for frame, a in last.items()}
+    shape = next(iter(images.values())).shape
+    stack = np.full((n_frames, *shape), np.nan, dtype=np.float32)
+    for frame, image in images.items():
+        stack[frame] = image
+    return stack, [last[frame] for frame in sorted(last)]
 
 
 def get_session_reader(path):

@@ -13,6 +13,7 @@ from one definition; omitted arguments take the paper's values (``paper_defaults
 
 import inspect
 
+import torch
 from torch import nn
 
 from ..errors import NanoscopyError
@@ -22,6 +23,9 @@ from .tcan import TCANGenerator
 from .wang import ClassifierDiscriminator, ResidualUNet
 
 FAMILIES = ("tagan", "tagan-live", "tcan", "wang", "l2l")
+# The largest network built (1 GB of float32 weights; the papers' largest, U-Net-128, has 54
+# million): beyond it a model card or checkpoint is malformed, not a model to run on a laptop.
+MAX_PARAMETERS = 250_000_000
 TASK_NETWORKS = ("resnet6", "unet128")
 
 _GENERATORS = {
@@ -113,4 +117,13 @@ def _build(cls: type, defaults: dict, kwargs: dict, what: str) -> nn.Module:
             f"{what} has no argument {', '.join(map(repr, unknown))}; "
             f"its arguments are: {', '.join(accepted)}."
         )
-    return cls(**{**defaults, **kwargs})
+    arguments = {**defaults, **kwargs}
+    with torch.device("meta"):  # the architecture alone, without allocating or initialising weights
+        size = sum(p.numel() for p in cls(**arguments).parameters())
+    if size > MAX_PARAMETERS:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise NanoscopyError(
+            f"{what} ({given}) would have {size / 1e6:,.0f} million parameters, more than the "
+            f"{MAX_PARAMETERS / 1e6:,.0f} million this builds; give it smaller sizes."
+        )
+    return cls(**arguments)

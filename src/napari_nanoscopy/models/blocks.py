@@ -9,11 +9,21 @@ from ..errors import NanoscopyError
 # Wang et al. 2019 and TCAN: leaky ReLU slope of every convolutional block.
 LEAKY_SLOPE = 0.1
 
+# Upper bounds of the size arguments, far above the papers' (ngf 64, 9 blocks, depth 4, 7 levels),
+# so that a malformed model card cannot make building a network loop or allocate gigabytes; the
+# total size is bounded too (models.MAX_PARAMETERS).
+MAX_WIDTH = 1024  # channels in or out, and of the first level (ngf, base_filters, ...)
+MAX_REPEATS = 64  # residual blocks, groups, convolutions per level
+MAX_LEVELS = 10  # down-sampling levels of a U-Net or a discriminator
+MAX_KERNEL = 15
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise NanoscopyError if it is not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise NanoscopyError(f"{name} must be an integer of at least {minimum}, not {value!r}.")
+
+def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise NanoscopyError if it is not an integer in [minimum, maximum]."""
+    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise NanoscopyError(f"{name} must be an integer {bounds}, not {value!r}.")
     return int(value)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import Cancelled, NanoscopyError
 from ..inference import has_dropout, resolve_device, sampling_mode
+from ..limits import MAX_SEED
 from ..models import build_discriminator, build_generator, build_task_network, paper_defaults
 from ..models.blocks import check_int
 from ..packages import ModelCard, load_model, save_model
@@ -48,6 +49,11 @@ THRESHOLD_CANDIDATES = np.round(np.arange(-0.95, 0.951, 0.05), 2)
 CALIBRATION_IMAGES = 32
 CALIBRATION_SIZE = 512
 FINAL_LOSS_FRACTION = 10  # the card's final losses average the last 1/10 of the steps
+# Bounds of the training numbers, far above any recipe here (3000-9000 steps, 64-256 px patches,
+# batches of 1-16): beyond them a value is a typo that would train for months or exhaust memory.
+MAX_STEPS = 10_000_000
+MAX_PATCH = 4096
+MAX_BATCH = 1024
 # A U-Net-Live package is applied like any other: an exact identity "generator" (a one-level
 # residual CARE U-Net whose output conv is zero, so it returns its input) then the segmentation net.
 IDENTITY_GENERATOR = dict(
@@ -113,6 +119,7 @@ SETTINGS = {
     ),
 }
 _TASK_OPTIONS = ("network", "kwargs", "pretrained", "outputs", "thresholds", "invert")
+_ABSENT = object()  # a setting the package does not record
 
 
 def training_defaults(family: str) -> dict[str, Any]:
@@ -469,6 +476,21 @@ def _loss_settings(family: str, settings: FamilySettings, loss: dict[str, Any] |
     return merged
 
 
+def _agreeing_architecture(what: str, package_kwargs: dict[str, Any], given: dict[str, Any] | None, source,
+                           option: str) -> dict[str, Any]:
+    """The architecture ``package_kwargs`` of the package a run starts from; values ``given``
+    (in the ``option`` argument) must agree with it, since its weights need it."""
+    differing = sorted(key for key, value in (given or {}).items() if package_kwargs.get(key, _ABSENT) != value)
+    if differing:
+        detail = ", ".join(f"{key} ({package_kwargs.get(key, 'unset')} in the package, {given[key]} given)"
+                           for key in differing)
+        raise NanoscopyError(
+            f"The {what} of {source} differs from this run's in {detail}; fine-tuning keeps the package's "
+            f"architecture, so leave {'it' if len(differing) == 1 else 'them'} out of {option}."
+        )
+    return dict(package_kwargs)
+
+
 def _channel_names(names: list[str] | None, count: int, default: str) -> list[str]:
     if names and len(names) == count:
         return list(names)
@@ -519,16 +541,20 @@ def train(
     before every step, and when it returns True a checkpoint is written and
     :class:`Cancelled` raised. Checkpoints go to ``<out_path>.checkpoint/`` every
     ``checkpoint_every`` steps and at the end; ``resume=True`` continues from there with the
-    same settings. ``init_from`` (a model package of the same family and architecture) starts
-    the generator from that package's weights instead of a random initialisation: transfer
-    learning, as TCAN trains on beads first and then on microtubules.
+    same settings. ``init_from`` (a model package of the same family, e.g. a bundled model's
+    name) fine-tunes it: the generator takes that package's architecture and starts from its
+    weights instead of a random initialisation (transfer learning, as TCAN trains on beads
+    first and then on microtubules); a task network it trained does the same (one it kept
+    frozen stays frozen), and the discriminator, which starts fresh, takes the size the package
+    was trained with unless ``discriminator_kwargs`` is given. ``generator_kwargs`` and the
+    task's ``network``/``kwargs`` may repeat the package's values but not contradict them.
     """
     settings = _settings(family)
-    steps = check_int("steps", steps)
-    patch = check_int("patch", settings.patch if patch is None else patch)
-    batch = check_int("batch", settings.batch if batch is None else batch)
+    steps = check_int("steps", steps, maximum=MAX_STEPS)
+    patch = check_int("patch", settings.patch if patch is None else patch, maximum=MAX_PATCH)
+    batch = check_int("batch", settings.batch if batch is None else batch, maximum=MAX_BATCH)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
     lr = settings.lr if lr is None else lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1:
         raise NanoscopyError(f"The learning rate must be a number between 0 and 1, not {lr!r}.")
@@ -563,7 +589,15 @@ class _Run:
                  generator_kwargs, discriminator_kwargs, task_options, normalization, init_from=None):
         self.family, self.settings, self.patch, self.batch, self.seed = family, settings, patch, batch, seed
         self.device, self.loss_settings = device, loss_settings
+        # Fine-tuning: the networks take the architecture of the package the run starts from.
+        self.source = self._starting_package(init_from) if init_from is not None else None
+        self.task_from_source = False
+        if self.source is not None:
+            discriminator_kwargs = self._source_discriminator(discriminator_kwargs)
+            task_options = self._source_task_options(task_options, init_from)
         self.task = _task_setup(family, settings, task_options)
+        if self.task_from_source:  # the task maps are scaled as the source's task network learnt them
+            self.task.scaling = (self.source.card.task or {}).get("target_normalization")
 
         if family == "unet-live":
             if generator_kwargs:
@@ -572,7 +606,14 @@ class _Run:
             self.generator = identity_generator()
             value_range = TANH_RANGE
         else:
-            self.generator_kwargs = {**paper_defaults(settings.package_family), **(generator_kwargs or {})}
+            defaults = paper_defaults(settings.package_family)
+            if self.source is not None:
+                self.generator_kwargs = _agreeing_architecture(
+                    "generator", {**defaults, **self.source.card.generator}, generator_kwargs, init_from,
+                    "generator_kwargs",
+                )
+            else:
+                self.generator_kwargs = {**defaults, **(generator_kwargs or {})}
             if family == "tagan-live" and self.generator_kwargs["in_channels"] != 3:
                 raise NanoscopyError("The tagan-live generator takes 3 channels (confocal, STED patch, patch mask); leave in_channels at 3.")
             self.generator = build_generator(settings.package_family, **self.generator_kwargs)
@@ -605,7 +646,7 @@ class _Run:
         self._check_patch()
         self.lrs = self._learning_rates(lr)
         self.discriminator_kwargs, self.trainer = self._trainer(discriminator_kwargs)
-        self.initialised_from = self._initialise_from(init_from) if init_from is not None else None
+        self.initialised_from = self._initialise_from_source() if self.source is not None else None
         for network in self.trainer.networks.values():
             network.to(device)
         self.sampler = PatchSampler(
@@ -613,23 +654,65 @@ class _Run:
             live_spec=self.spec if family == "tagan-live" else None,
         )
 
-    def _initialise_from(self, source) -> dict[str, str]:
-        """Load the generator weights of the package ``source`` (transfer learning)."""
+    def _starting_package(self, source):
+        """The package ``init_from`` names, refused unless this family can start from it."""
         package = load_model(source)
         card = package.card
-        if self.family == "unet-live" or card.family != self.settings.package_family:
+        segmenter = card.family == "l2l" and card.task_network is not None  # a U-Net-Live package
+        if self.family == "unet-live" and not segmenter:
+            raise NanoscopyError(
+                f"init_from needs a U-Net-Live package for unet-live (one with a segmentation network); "
+                f"{source} is a {card.family} package without one."
+            )
+        if self.family != "unet-live" and (card.family != self.settings.package_family or segmenter):
             raise NanoscopyError(
                 f"init_from needs a {self.settings.package_family} package to start the generator from; "
-                f"{source} is a {card.family} package."
+                f"{source} is a {'U-Net-Live' if segmenter else card.family} package."
             )
-        if card.generator != self.generator_kwargs:
-            differences = sorted(k for k in set(card.generator) | set(self.generator_kwargs)
-                                 if card.generator.get(k) != self.generator_kwargs.get(k))
+        return package
+
+    def _source_discriminator(self, given: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The discriminator size the source package was trained with, unless one is given (it starts fresh)."""
+        if given is not None or self.settings.lr_discriminator is None:
+            return given
+        recorded = self.source.card.training.get("discriminator") or {}
+        # in_channels follows from the generator; the trainer sets it
+        return {key: value for key, value in recorded.items() if key != "in_channels"} or None
+
+    def _source_task_options(self, options: dict[str, Any] | None, source) -> dict[str, Any] | None:
+        """The task options of a fine-tuning run: the source's task network, kept frozen if it was frozen."""
+        card = self.source.card
+        options = dict(options or {})
+        if self.settings.task_network is None or card.task_network is None or "pretrained" in options:
+            return options or None
+        if (card.task or {}).get("network") == "pretrained, frozen":
+            return {**options, "pretrained": source}
+        if "invert" in options:
             raise NanoscopyError(
-                f"The generator of {source} differs from this run's in {', '.join(differences)}; "
-                "give the same generator_kwargs as the package was trained with."
+                f"The task network of {source} brings its own task scaling; leave invert out of task to fine-tune it."
             )
-        self.generator.load_state_dict(package.generator.state_dict())
+        given = {**({"network": options["network"]} if "network" in options else {}), **(options.get("kwargs") or {})}
+        architecture = _agreeing_architecture(
+            "task network", {"network": card.task_network["kind"], **card.task_network.get("kwargs", {})}, given,
+            source, "task",
+        )
+        self.task_from_source = True
+        network = architecture.pop("network")
+        outputs = options.get("outputs") or (card.task or {}).get("outputs")
+        return {**options, "network": network, "kwargs": architecture, **({"outputs": outputs} if outputs else {})}
+
+    def _initialise_from_source(self) -> dict[str, str]:
+        """Start the generator (and a task network of the source's architecture) from the source's weights."""
+        card = self.source.card
+        if self.family != "unet-live":
+            self.generator.load_state_dict(self.source.generator.state_dict())
+        if self.task_from_source:
+            self.task.network.load_state_dict(self.source.task_network.state_dict())
+            task_card = card.task or {}
+            if self.task.thresholds is None and not self.data.task_is_mask and task_card.get("thresholds"):
+                # continuous task maps have no mask to calibrate a threshold against: keep the source's
+                self.task.thresholds = list(task_card["thresholds"])
+                self.task.threshold_method = f"{task_card.get('threshold_method')} (kept from {card.name})"
         return {"name": card.name, "weights_sha256": card.weights_sha256}
 
     def _task_channels(self) -> int | None:
