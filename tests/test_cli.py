@@ -8,6 +8,7 @@ import pytest
 
 from napari_nanoscopy import cli
 from napari_nanoscopy.errors import NanoscopyError
+from napari_nanoscopy.packages import load_model
 from napari_nanoscopy.io import read_image, write_image
 
 
@@ -41,6 +42,10 @@ def test_restore_round_trip_keeps_pixel_size(packages_dir, tmp_path, ome_input):
     assert restored.metadata["weights_sha256"] and restored.metadata["samples"] == 3
     assert spread.data.max() > 0 and set(np.unique(labels.data)) <= {0, 1, 2}
     assert labels.metadata["content"] == {"1": "rings", "2": "fibres"}
+    # every output's OME-XML names its channel, not only the private provenance tag
+    [channel] = load_model(packages_dir / "tagan-task").card.output_channels
+    assert restored.channel_names == [channel] and spread.channel_names == [f"{channel} uncertainty (MC-dropout std)"]
+    assert labels.channel_names == ["segmentation (rings, fibres)"]
 
 
 def test_models_lists_given_packages(packages_dir):

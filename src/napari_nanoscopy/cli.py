@@ -127,14 +127,17 @@ def _restore(args: argparse.Namespace) -> int:
     restored_axes = stack_axes + ("C" if restorer.out_channels > 1 else "") + "YX"
     provenance = {"input": str(source), **chosen, **result.provenance}
     out_pixel = pixel_size if pixel_size is not None else card.pixel_size_nm
+    # OME-XML names every output's channels: the model's output channels, their spread, the labels.
     planned = [("restored", result.mean, restored_axes, card.output_channels, "restored")]
     if "uncertainty" in outputs:
         if result.std is None:
             raise NanoscopyError("An uncertainty map needs at least 2 samples; pass --samples 2 or more.")
-        planned.append(("uncertainty", result.std, restored_axes, card.output_channels, "MC-dropout std"))
+        spread = [f"{name} uncertainty (MC-dropout std)" for name in card.output_channels]
+        planned.append(("uncertainty", result.std, restored_axes, spread, "MC-dropout std"))
     if "segmentation" in outputs:
         labels = {str(i + 1): name for i, name in enumerate(result.task_names)}
-        planned.append(("segmentation", result.labels, stack_axes + "YX", None, labels))
+        planned.append(("segmentation", result.labels, stack_axes + "YX",
+                        [f"segmentation ({', '.join(result.task_names)})"], labels))
 
     with StagedOutputs(overwrite=args.overwrite) as staged:  # all outputs or none
         for key, data, axes, channel_names, content in planned:
@@ -143,7 +146,7 @@ def _restore(args: argparse.Namespace) -> int:
                 data,
                 pixel_size_nm=out_pixel,
                 axes=axes,
-                channel_names=channel_names if "C" in axes else None,
+                channel_names=channel_names if "C" in axes or len(channel_names) == 1 else None,
                 metadata={"content": content, **provenance},
             )
     for path in staged.published:
