@@ -302,7 +302,7 @@ def test_incompatible_layer_gives_a_notification_not_a_crash(make_napari_viewer,
 
 def test_restore_lists_bundled_models_through_the_packages_api(make_napari_viewer):
     from napari_nanoscopy._widgets.restore import RestoreWidget
-    from napari_nanoscopy.packages import list_models
+    from napari_nanoscopy.formats import list_models
 
     widget = RestoreWidget(make_napari_viewer())
     bundled = [entry.card.name for entry in widget._entries if entry.bundled]
@@ -335,7 +335,7 @@ def test_result_layers_save_with_pixel_size_and_provenance(make_napari_viewer, q
 def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer, qtbot, tmp_path):
     from napari_nanoscopy._widgets.restore import RestoreWidget
     from napari_nanoscopy._widgets.train import TrainWidget, pairs_folder
-    from napari_nanoscopy.packages import load_model
+    from napari_nanoscopy.formats import load_model
 
     viewer = make_napari_viewer()
     open_sample(viewer)
@@ -345,6 +345,10 @@ def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer,
     assert widget.input_combo.layer().name == "weak label (input)"
     assert widget.target_combo.layer().name == "better label (target)"
     widget.family_combo.setCurrentText("l2l")
+    from napari_nanoscopy.training.trainers import MAX_BATCH, MAX_PATCH
+    widget.batch_box.setValue(4096)
+    widget.patch_box.setValue(100_000)
+    assert (widget.batch_box.value(), widget.patch_box.value()) == (MAX_BATCH, MAX_PATCH)  # no value train() refuses
     widget.steps_box.setValue(3)
     widget.patch_box.setValue(64)
     widget.batch_box.setValue(2)
@@ -372,7 +376,7 @@ def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer,
 
 def test_train_stop_then_resume_finishes_the_run(make_napari_viewer, qtbot, tmp_path):
     from napari_nanoscopy._widgets.train import TrainWidget
-    from napari_nanoscopy.packages import load_model
+    from napari_nanoscopy.formats import load_model
 
     viewer = make_napari_viewer()
     open_sample(viewer)
@@ -401,7 +405,7 @@ def test_train_stop_then_resume_finishes_the_run(make_napari_viewer, qtbot, tmp_
 
 def test_train_from_a_folder_of_pairs(make_napari_viewer, qtbot, tmp_path, smooth_image):
     from napari_nanoscopy._widgets.train import TrainWidget, write_layer_pairs
-    from napari_nanoscopy.packages import load_model
+    from napari_nanoscopy.formats import load_model
 
     rng = np.random.default_rng(2)
     noisy = smooth_image[None] + rng.normal(0, 10, (2,) + smooth_image.shape).astype(np.float32)

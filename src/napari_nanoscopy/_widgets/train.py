@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import NanoscopyError
 from ..training import TRAINING_FAMILIES
+from ..training.trainers import MAX_BATCH, MAX_PATCH, MAX_STEPS
 from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info,
                       show_progress)
 from ._plot import PlotWidget
@@ -146,15 +147,15 @@ class TrainWidget(QWidget):
             "session of the chosen family are listed; type a package folder or .zip for another). Empty: a new model."
         )
         self.steps_box = QSpinBox()
-        self.steps_box.setRange(1, 10_000_000)
+        self.steps_box.setRange(1, MAX_STEPS)  # the library's own limits
         self.steps_box.setValue(2000)
         self.steps_box.setSingleStep(100)
         self.patch_box = QSpinBox()
-        self.patch_box.setRange(0, 4096)
+        self.patch_box.setRange(0, MAX_PATCH)
         self.patch_box.setSingleStep(16)
         self.patch_box.setSuffix(" px")
         self.batch_box = QSpinBox()
-        self.batch_box.setRange(0, 4096)
+        self.batch_box.setRange(0, MAX_BATCH)
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
         self.output_edit = QLineEdit()
@@ -234,7 +235,7 @@ class TrainWidget(QWidget):
 
     def _list_start_models(self, family: str) -> None:
         """Offer the bundled and session models that ``family`` can fine-tune (trained by that family)."""
-        from ..packages import list_models
+        from ..formats import list_models
 
         try:
             cards = [(card.name, card) for card in list_models()]
