@@ -27,7 +27,8 @@ import numpy as np, torch, zarr
 torch.set_num_threads(2)
 mode, side, block, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 from napari_nanoscopy import Restorer, load_model
-from napari_nanoscopy.large import open_ome_zarr, OmeZarrWriter, restore_chunked
+from napari_nanoscopy.chunked import restore_chunked
+from napari_nanoscopy.ome_zarr import OmeZarrWriter, open_ome_zarr
 package = load_model("l2l-twolabel")
 source = open_ome_zarr(f"{folder}/in{side}.zarr").array
 start = time.perf_counter()
@@ -45,7 +46,7 @@ print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUS
 
 
 def make_input(folder: Path, side: int) -> None:
-    from napari_nanoscopy.large import OmeZarrWriter
+    from napari_nanoscopy.ome_zarr import OmeZarrWriter
 
     writer = OmeZarrWriter(folder / f"in{side}.zarr", (side, side), "YX", chunks=(512, 512), dtype="uint16",
                            pixel_size_nm=20.0, overwrite=True)
@@ -68,7 +69,7 @@ def interop_timings(folder: Path) -> list[tuple[str, float]]:
     from test_csbdeep import make_care_folder  # the documented Keras HDF5 layout
 
     from napari_nanoscopy.interop import load_csbdeep
-    from napari_nanoscopy.interop.bmz import export_bmz
+    from napari_nanoscopy.interop import export_bmz
 
     rows = []
     care, _, _ = make_care_folder(folder / "care", depth=2, n_first=32, kern=5)  # CSBDeep's default CARE

@@ -29,9 +29,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from napari_nanoscopy.live.adapters import CONFOCAL, STED, AcquisitionSettings, Capabilities, MicroscopeAdapter
-from napari_nanoscopy.live.pipeline import DECISION_STEPS, LivePipeline, LiveSettings
+from napari_nanoscopy.live.pipeline import LivePipeline
+from napari_nanoscopy.live.runner import DECISION_STEPS
+from napari_nanoscopy.live.settings import LiveSettings
 from napari_nanoscopy.models import build_generator, build_task_network
-from napari_nanoscopy.packages import ModelCard, ModelPackage, load_model
+from napari_nanoscopy.formats import load_model
+from napari_nanoscopy.packages import ModelCard, ModelPackage
 from napari_nanoscopy.simulation import STANDARD_CONDITIONS, factin_series
 
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}

@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+from napari_nanoscopy.live.pipeline import LivePipeline
+from napari_nanoscopy.live.settings import LiveSettings
 from napari_nanoscopy.live.policies import calibrated_threshold, make_policy
 from napari_nanoscopy.live.simulator import SimulatorAdapter
-from napari_nanoscopy.packages import load_model
+from napari_nanoscopy.formats import load_model
 
 # calibrated (policy, reference) pairs; variability has no reference
 CALIBRATED = (("dice", "sted"), ("dice", "synthetic"), ("area", "sted"), ("area", "synthetic"), ("variability", None))

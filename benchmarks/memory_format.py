@@ -22,7 +22,8 @@ import torch
 from napari_nanoscopy.bench import _agreement, paper_package
 from napari_nanoscopy.inference import _Network
 from napari_nanoscopy.models import FAMILIES
-from napari_nanoscopy.packages import bundled_model_names, load_model
+from napari_nanoscopy.formats import load_model
+from napari_nanoscopy.packages import bundled_model_names
 
 BUNDLED = ["tagan-nanodomains", "tagan-live-factin", "tcan-filaments", "wang-beads", "l2l-twolabel", "unet-live-factin"]
 

@@ -17,7 +17,7 @@ from napari_nanoscopy.io import OutputAppeared, StagedOutputs, read_image, write
 # the chunked restoration) is complete on disk, it touches MARKER and waits to be terminated.
 SLOW_WRITE_SCRIPT = """
 import pathlib, sys, time
-from napari_nanoscopy import cli, io, large
+from napari_nanoscopy import cli, io, restore_files as large
 marker, stage, *args = sys.argv[1:]
 
 def then_wait(write):
@@ -115,7 +115,7 @@ def test_two_runs_to_the_same_path_one_wins_and_the_other_is_refused(suffix, pac
     out = tmp_path / f"restored{suffix}"
     both_restored = threading.Barrier(2, timeout=300)
     if suffix == ".zarr":
-        from napari_nanoscopy import large
+        from napari_nanoscopy import restore_files as large
 
         real_restore = large.restore_chunked
 

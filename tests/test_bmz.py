@@ -19,7 +19,7 @@ import yaml
 
 from napari_nanoscopy import NanoscopyError, Restorer, load_model
 from napari_nanoscopy.cli import main
-from napari_nanoscopy.interop.bmz import export_bmz, is_bmz_package
+from napari_nanoscopy.interop import export_bmz, is_bmz_package
 from napari_nanoscopy.io import read_image, write_image
 
 bioimageio_core = pytest.importorskip("bioimageio.core")

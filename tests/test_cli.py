@@ -8,7 +8,7 @@ import pytest
 
 from napari_nanoscopy import cli
 from napari_nanoscopy.errors import NanoscopyError
-from napari_nanoscopy.packages import load_model
+from napari_nanoscopy.formats import load_model
 from napari_nanoscopy.io import read_image, write_image
 
 

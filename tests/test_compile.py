@@ -34,7 +34,7 @@ def test_compiled_restoration_matches_eager_and_seeds_its_samples(packages_dir, 
 
 @pytest.mark.skipif(not compile_here, reason="no C++ compiler for torch.compile's CPU backend")
 def test_chunked_restoration_keeps_the_restorers_compile(packages_dir):
-    from napari_nanoscopy.large import restore_chunked
+    from napari_nanoscopy.chunked import restore_chunked
 
     eager = Restorer(str(packages_dir / "l2l"), device="cpu")
     compiled = Restorer(eager.package, device="cpu", compile=True)

@@ -25,7 +25,8 @@ from test_csbdeep import care_layers, make_care_folder, write_keras_h5
 
 from napari_nanoscopy import NanoscopyError, Restorer, load_model
 from napari_nanoscopy.cli import main
-from napari_nanoscopy.interop import load_csbdeep, safety
+from napari_nanoscopy import safety
+from napari_nanoscopy.interop import load_csbdeep
 from napari_nanoscopy.io import write_image
 
 VICTIM_TEXT = "precious data\n"
@@ -146,7 +147,7 @@ def test_pure_torchscript_package_runs(tmp_path):
     make_card("l2l", dict(base_filters=4)),
 ], ids=lambda card: card.family)
 def test_torchscript_that_napari_nanoscopy_exports_passes_the_checks(tmp_path, card):
-    from napari_nanoscopy.interop.bmz import export_bmz
+    from napari_nanoscopy.interop import export_bmz
 
     exported = export_bmz(make_package(tmp_path, "package", card), tmp_path / "bmz")
     safety.load_torchscript(exported / "weights_torchscript.pt", str(exported))
@@ -196,7 +197,7 @@ def test_print_and_custom_operators_are_refused(tmp_path, custom_op):
 
 def test_foreign_architecture_code_is_never_executed(tmp_path, packages_dir):
     """pytorch_state_dict weights come with Python source (architecture.py): it is never imported."""
-    from napari_nanoscopy.interop.bmz import export_bmz
+    from napari_nanoscopy.interop import export_bmz
 
     marker = tmp_path / "architecture-ran.txt"
     folder = export_bmz(packages_dir / "l2l", tmp_path / "ours")

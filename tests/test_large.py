@@ -13,13 +13,10 @@ from napari_nanoscopy import NanoscopyError, Restorer, load_model
 from napari_nanoscopy.cli import main
 from napari_nanoscopy.inference import _bf16_problem
 from napari_nanoscopy.io import read_image, write_image
-from napari_nanoscopy.large import (
-    OmeZarrWriter,
-    open_ome_zarr,
-    output_shape,
-    restore_chunked,
-    restore_dask,
-)
+from napari_nanoscopy.blocks import output_shape
+from napari_nanoscopy.chunked import restore_chunked
+from napari_nanoscopy.lazy import restore_dask
+from napari_nanoscopy.ome_zarr import OmeZarrWriter, open_ome_zarr
 
 zarr = pytest.importorskip("zarr")
 
@@ -102,9 +99,9 @@ def test_ome_zarr_in_and_out_and_reads_stay_block_sized(packages_dir, tmp_path):
 
 def test_peak_memory_does_not_grow_with_the_image(packages_dir, tmp_path, monkeypatch):
     """tracemalloc peak of a chunked zarr-to-zarr restoration: a 4x larger image, about the same peak."""
-    import napari_nanoscopy.inference as inference
+    import napari_nanoscopy.normalisation as normalisation
 
-    monkeypatch.setattr(inference, "PERCENTILE_SAMPLE", 1 << 14)  # statistics from a small subsample
+    monkeypatch.setattr(normalisation, "PERCENTILE_SAMPLE", 1 << 14)  # statistics from a small subsample
     package = load_model(packages_dir / "l2l")
     peaks = []
     for side in (128, 320, 640):  # the first run (caches, lazy imports) is a warm-up
@@ -244,7 +241,7 @@ def test_distributed_on_loopback_equals_local(packages_dir, tmp_path):
         np.testing.assert_array_equal(np.asarray(open_ome_zarr(tmp_path / "out.zarr").array), local_mean)
 
         # one image at a time on a remote worker (the live pipeline's GPU computer), pinned to one worker
-        from napari_nanoscopy.large import RemoteRestorer
+        from napari_nanoscopy.remote import RemoteRestorer
 
         live = load_model(packages_dir / "tagan-live")
         frame = np.stack([make_image((128, 128)).astype(np.float32), -np.ones((128, 128), np.float32),
@@ -257,7 +254,7 @@ def test_distributed_on_loopback_equals_local(packages_dir, tmp_path):
         np.testing.assert_array_equal(got.std, local.std)
         assert got.provenance["remote_worker"] is True
         remote.close()
-    import napari_nanoscopy.large as large
+    import napari_nanoscopy.chunked as large
 
     large.CONNECT_TIMEOUT = "1s"
     try:
@@ -272,7 +269,7 @@ def test_live_pipeline_inference_on_a_remote_worker(tmp_path, tmp_path_factory):
     distributed = pytest.importorskip("distributed")
     import test_live
 
-    from napari_nanoscopy.large import use_remote_workers
+    from napari_nanoscopy.remote import use_remote_workers
     from napari_nanoscopy.live.pipeline import LivePipeline
 
     models = test_live.live_models.__wrapped__(tmp_path_factory)

@@ -21,9 +21,11 @@ from napari_nanoscopy.live import (
     read_session,
     session_layers,
 )
-from napari_nanoscopy.live.pipeline import DECISION_STEPS, STEPS, LivePipeline, LiveSettings
+from napari_nanoscopy.live.pipeline import LivePipeline
 from napari_nanoscopy.live.policies import Decision, DicePolicy, Policy
 from napari_nanoscopy.live.recorder import get_session_reader
+from napari_nanoscopy.live.runner import DECISION_STEPS, STEPS
+from napari_nanoscopy.live.settings import LiveSettings
 from napari_nanoscopy.live.simulator import SimulatorAdapter
 from napari_nanoscopy.models import build_generator, build_task_network
 from napari_nanoscopy.packages import ModelCard, save_model
@@ -414,7 +416,8 @@ def test_cli_runs_the_simulator_and_prints_a_json_summary(live_models, tmp_path,
 
 CRASH_SCRIPT = """
 import sys
-from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+from napari_nanoscopy.live.pipeline import LivePipeline
+from napari_nanoscopy.live.settings import LiveSettings
 from napari_nanoscopy.live.simulator import SimulatorAdapter
 generator, segmenter, out = sys.argv[1:4]
 settings = LiveSettings(samples=3, patch=24, roi=48, generator=generator, segmenter=segmenter, device="cpu",

@@ -115,7 +115,7 @@ def test_manifest_contributes_the_live_widget_and_the_session_reader():
 
 
 def _frame_result(frame, field=64, roi=(16, 16, 32, 32), sted=False, variability=False):
-    from napari_nanoscopy.live.pipeline import FrameResult
+    from napari_nanoscopy.live.runner import FrameResult
     from napari_nanoscopy.live.policies import Decision
 
     rng = np.random.default_rng(frame)

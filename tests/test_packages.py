@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from napari_nanoscopy import NanoscopyError, load_model, restore, save_model
 from napari_nanoscopy.models import build_generator, paper_defaults
-from napari_nanoscopy.packages import WEIGHTS_FILE, list_models, sha256_of
+from napari_nanoscopy.formats import list_models
+from napari_nanoscopy.packages import WEIGHTS_FILE, sha256_of
 
 from conftest import SMALL_TAGAN, make_card, randomise_batchnorm
 

@@ -19,7 +19,8 @@ from napari_nanoscopy import cli
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.inference import Restorer, _axis_options
 from napari_nanoscopy.io import write_image
-from napari_nanoscopy.packages import CARD_FILE, load_model
+from napari_nanoscopy.formats import load_model
+from napari_nanoscopy.packages import CARD_FILE
 
 DEADLINE_S = 60
 
@@ -281,11 +282,11 @@ def test_checkpoint_with_thousands_of_blocks_is_refused_unbuilt(tmp_path, deadli
 
 
 def test_oversized_checkpoint_is_refused_before_loading(tmp_path, monkeypatch):
-    from napari_nanoscopy import packages
+    from napari_nanoscopy.interop import tagan
 
     path = tmp_path / "big_net_G.pth"
     torch.save({"model.1.weight": torch.zeros(4, 1, 7, 7)}, path)
-    monkeypatch.setattr(packages, "MAX_CHECKPOINT_BYTES", 100)
+    monkeypatch.setattr(tagan, "MAX_CHECKPOINT_BYTES", 100)
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("loaded before the size check"))
     with pytest.raises(NanoscopyError, match=r"big_net_G.pth is 0.0 GB, more than the float32 weights"):
         load_model(path)

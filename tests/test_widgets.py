@@ -345,7 +345,7 @@ def test_train_from_two_layers_saves_a_model_restore_can_use(make_napari_viewer,
     assert widget.input_combo.layer().name == "weak label (input)"
     assert widget.target_combo.layer().name == "better label (target)"
     widget.family_combo.setCurrentText("l2l")
-    from napari_nanoscopy.training.trainers import MAX_BATCH, MAX_PATCH
+    from napari_nanoscopy.training.config import MAX_BATCH, MAX_PATCH
     widget.batch_box.setValue(4096)
     widget.patch_box.setValue(100_000)
     assert (widget.batch_box.value(), widget.patch_box.value()) == (MAX_BATCH, MAX_PATCH)  # no value train() refuses

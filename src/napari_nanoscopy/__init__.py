@@ -8,9 +8,9 @@ without loading PyTorch.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "packages",
+    "load_model": "formats",
     "save_model": "packages",
-    "list_models": "packages",
+    "list_models": "formats",
     "ModelCard": "packages",
     "ModelPackage": "packages",
     "restore": "inference",

@@ -332,7 +332,7 @@ import json, resource, sys, time
 import numpy as np, torch
 from napari_nanoscopy.bench import field, paper_package, model_input
 from napari_nanoscopy.inference import Restorer
-from napari_nanoscopy.packages import load_model
+from napari_nanoscopy.formats import load_model
 model, size, device, threads, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 package = paper_package(model[len("paper:"):]) if model.startswith("paper:") else load_model(model)
@@ -478,7 +478,8 @@ def run_benchmarks(
     """Run the benchmark ``sections`` and return their figures (JSON-serialisable)."""
     from .inference import PRECISIONS, resolve_device
     from .models import FAMILIES
-    from .packages import bundled_model_names, load_model
+    from .formats import load_model
+    from .packages import bundled_model_names
 
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:

@@ -74,7 +74,7 @@ def _existing_file(text: str) -> Path:
 def _restore(args: argparse.Namespace) -> int:
     from .inference import Restorer
     from .io import StagedOutputs, check_output_path, read_image, write_image
-    from .large import check_uncertainty_samples, cli_restore, input_channel, needs_batch
+    from .restore_files import check_uncertainty_samples, cli_restore, input_channel, needs_batch
 
     if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
         return cli_restore(args, _Progress, PROG)
@@ -155,7 +155,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .packages import list_models
+    from .formats import list_models
 
     cards = list_models(args.paths)
     if not cards:
@@ -180,7 +180,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import checkpoint_folder, train
+    from .training import TrainingConfig, checkpoint_folder, command_line_options, train
 
     progress = _Progress(f"training {args.family}")
     last_losses: dict[str, float] = {}
@@ -189,17 +189,15 @@ def _train(args: argparse.Namespace) -> int:
         last_losses.update(losses)
         progress(step, total)
 
+    config = TrainingConfig(args.family, **{option.name: getattr(args, option.name) for option in command_line_options()})
     try:
-        card = train(
-            args.family, args.data, args.out, steps=args.steps, patch=args.patch, batch=args.batch,
-            device=args.device, seed=args.seed, resume=args.resume, callback=report, init_from=args.init_from,
-        )
+        card = train(config, callback=report)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; checkpoints (if any) are in {checkpoint_folder(args.out)}; "
+        print(f"\n{PROG}: interrupted; checkpoints (if any) are in {checkpoint_folder(args.out_path)}; "
               "run the same command with --resume to continue.", file=sys.stderr)
         return 130
     losses = ", ".join(f"{k} {v:.4g}" for k, v in last_losses.items())
-    print(f"wrote model package {args.out} ({card.family}; last losses: {losses})")
+    print(f"wrote model package {args.out_path} ({card.family}; last losses: {losses})")
     return 0
 
 
@@ -239,7 +237,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export_bmz(args: argparse.Namespace) -> int:
-    from .interop.bmz import export_bmz
+    from .interop import export_bmz
 
     test_image = None
     if args.sample:
@@ -334,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(handler=_simulate)
 
-    from .training import TRAINING_FAMILIES
+    from .training import TRAINING_FAMILIES, command_line_options
 
     train = commands.add_parser(
         "train",
@@ -343,17 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         "see docs/training.md) and write a model package to --out. Defaults follow the family's paper.",
     )
     train.add_argument("family", choices=TRAINING_FAMILIES)
-    train.add_argument("--data", required=True, help="dataset folder")
-    train.add_argument("--out", required=True, help="model package folder (or .zip) to write")
-    train.add_argument("--steps", type=whole_number, required=True, help="optimisation steps")
-    train.add_argument("--patch", type=whole_number, help="patch size in pixels (default: the family's)")
-    train.add_argument("--batch", type=whole_number, help="batch size (default: the family's)")
-    train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    train.add_argument("--seed", type=whole_number, default=0, help="seed; the same seed gives the same model on a CPU")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
-    train.add_argument("--init-from", metavar="MODEL",
-                       help="fine-tune MODEL (a bundled model name, package folder or .zip of the same family): the "
-                            "networks take its architecture and start from its weights")
+    for option in command_line_options():  # derived from TrainingConfig's fields
+        if option.kind == "switch":
+            train.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+            continue
+        train.add_argument(option.flag, dest=option.name, metavar=option.metavar, required=option.required,
+                           default=option.default, type=whole_number if option.kind == "whole number" else None,
+                           help=option.help)
     train.set_defaults(handler=_train)
 
     csbdeep = commands.add_parser(

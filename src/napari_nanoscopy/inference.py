@@ -27,10 +27,13 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import __version__
+from .blocks import round_up
 from .errors import Cancelled, NanoscopyError
+from .formats import load_model
 from .limits import MAX_RESAMPLED_PIXELS, MAX_TILE, MAX_ZOOM, check_int, check_pixel_size, check_samples, check_seed
 from .limits import available_memory as _available_memory
-from .packages import ModelPackage, load_model
+from .normalisation import Normaliser
+from .packages import ModelPackage
 
 MIN_SIZE = 32  # pixels, at the model's pixel size: below this no model here has context to work with
 BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade (hides MC-dropout seams)
@@ -42,7 +45,6 @@ MAX_AXIS_WINDOWS = 1024
 # Fourier channel attention (TCAN) pools over the whole field, so tiles change its result:
 # such models run untiled up to this size, and are tiled (approximately) only beyond it.
 GLOBAL_CONTEXT_TILE = 2048
-PERCENTILE_SAMPLE = 1 << 22  # pixels; larger planes are subsampled on a regular grid for percentiles
 # Pixels of input (batch x window area) per forward pass: the largest window the automatic tiling
 # uses for speed (a 2048x2048 image is one window on a CPU); memory may cap it lower (below).
 BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
@@ -150,64 +152,6 @@ def sampling_mode(module: nn.Module, mode: str | None) -> Iterator[None]:
             m.track_running_stats = value
 
 
-# --- intensity normalisation -------------------------------------------------------------
-
-
-@dataclass
-class _Affine:
-    """x -> scale * x + offset."""
-
-    scale: float
-    offset: float
-
-    def apply(self, array: np.ndarray) -> np.ndarray:
-        return (array.astype(np.float32, copy=False) * np.float32(self.scale) + np.float32(self.offset)).astype(
-            np.float32, copy=False
-        )
-
-
-def _sample_for_statistics(plane: np.ndarray) -> np.ndarray:
-    step = max(1, math.ceil(math.sqrt(plane.size / PERCENTILE_SAMPLE)))
-    return plane[::step, ::step]
-
-
-def _input_affine(plane: np.ndarray, spec: dict[str, Any], channel: int, frame: int) -> _Affine:
-    mode = spec.get("mode")
-    if mode == "none":
-        return _Affine(1.0, 0.0)
-    low_target, high_target = spec.get("range", [-1.0, 1.0])
-    if mode == "fixed":
-        low, high = float(spec["min"]), float(spec["max"])
-    else:
-        values = _sample_for_statistics(plane)
-        if mode == "percentile":
-            low, high = np.percentile(values, [float(spec.get("low", 1.0)), float(spec.get("high", 99.8))])
-        elif mode == "meanstd":  # mean -> range[0], mean + std (+ eps) -> range[1]
-            low = float(values.mean(dtype=np.float64))
-            high = low + float(values.std(dtype=np.float64)) + float(spec.get("eps", 0.0))
-        else:  # minmax
-            low, high = float(values.min()), float(values.max())
-        if high <= low:
-            low, high = float(plane.min()), float(plane.max())
-    if not high > low:
-        where = f"channel {channel} of plane {frame}" if frame or channel else "the image"
-        raise NanoscopyError(
-            f"{where[0].upper() + where[1:]} is constant (every pixel is {low:g}): there is nothing to restore; "
-            "check that you picked the right image or channel."
-        )
-    scale = (high_target - low_target) / (high - low)
-    return _Affine(scale, low_target - low * scale)
-
-
-def _output_affine(card, input_affine: _Affine) -> _Affine:
-    spec = card.output_normalization()
-    low, high = spec.get("range", [-1.0, 1.0])
-    if spec["mode"] == "range":  # model range -> [0, 1]
-        return _Affine(1.0 / (high - low), -low / (high - low))
-    # "input": invert the first channel's normalisation, back to the input's intensity units
-    return _Affine(1.0 / input_affine.scale, -input_affine.offset / input_affine.scale)
-
-
 # --- resampling ----------------------------------------------------------------------------
 
 
@@ -257,7 +201,7 @@ def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, tri
     at the image's edges are instead cut to ``core + halo`` (no halo is needed beyond the
     image), which computes fewer pixels for the same result.
     """
-    padded = _round_up(length, multiple)
+    padded = round_up(length, multiple)
     core_starts = list(range(0, length, core))
     if len(core_starts) > 1 and length - core_starts[-1] < blend:
         core_starts.pop()  # a last core narrower than the cross-fade joins its neighbour (its window grows)
@@ -299,17 +243,13 @@ def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, tri
     )
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
-
-
 def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int, int, int]]:
     """(core, longest window, pixels computed, windows) for each split of an axis into equal cores."""
-    padded = _round_up(length, multiple)
+    padded = round_up(length, multiple)
     options = {(padded, padded, padded, 1)}  # one window over the whole (padded) axis
-    smallest = _round_up(MIN_TILE, multiple)
+    smallest = round_up(MIN_TILE, multiple)
     for n in range(2, min(max(2, math.ceil(length / smallest)), MAX_AXIS_WINDOWS) + 1):
-        core = max(smallest, _round_up(math.ceil(length / n), multiple))
+        core = max(smallest, round_up(math.ceil(length / n), multiple))
         if core + 2 * halo >= padded:
             continue
         core_starts = range(0, length, core)
@@ -483,6 +423,7 @@ class Restorer:
             raise NanoscopyError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
         self.package = model if isinstance(model, ModelPackage) else load_model(model)
         self.card = self.package.card
+        self.normaliser = Normaliser.from_card(self.card)
         self.device = resolve_device(device)
         self.mc_mode = mc_mode
         self.precision = precision
@@ -514,7 +455,7 @@ class Restorer:
         self.out_channels = generator.out_channels
         self.size_multiple = math.lcm(generator.size_multiple, task_network.size_multiple if task_network else 1)
         radius = generator.receptive_radius + (task_network.receptive_radius if task_network else 0)
-        self.halo = _round_up(radius + BLEND_WIDTH // 2, self.size_multiple)
+        self.halo = round_up(radius + BLEND_WIDTH // 2, self.size_multiple)
         self.stochastic = has_dropout(generator) or (task_network is not None and has_dropout(task_network))
         self.task_names = list(self.card.task["outputs"]) if self.card.task else []
         self.global_context = any(
@@ -536,6 +477,7 @@ class Restorer:
         seed: int | None = None,
         progress: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        normaliser: Normaliser | None = None,
     ) -> RestorationResult:
         """Restore a 2D image, a 2D multichannel image or a stack (T or Z) of either.
 
@@ -546,10 +488,15 @@ class Restorer:
         to the model's pixel size and the results back to the image's grid. ``samples`` is the
         number of Monte-Carlo dropout samples (default: the card's; 1 = one deterministic pass).
         ``should_cancel`` is polled between batches; when it returns True, :class:`Cancelled`
-        is raised and nothing is returned.
+        is raised and nothing is returned. ``normaliser``: a fitted :class:`Normaliser` used for
+        every plane instead of the card's fitted to each plane (a block of a larger image is
+        normalised with its whole plane's statistics).
         """
         samples = check_samples(self.card.default_samples if samples is None else samples)
         seed = check_seed(seed)
+        if normaliser is not None and (not normaliser.fitted or len(normaliser.affines) != self.in_channels):
+            raise NanoscopyError(f"The normaliser given to restore() must be fitted to {self.in_channels} input "
+                                 "channel(s); pass Normaliser.from_card(card).fit(plane) for this model.")
         frames, lead_shape = self._frames(image, channel_axis)
         factor = self._zoom_factor(pixel_size_nm)
         height, width = frames.shape[-2:]
@@ -572,18 +519,8 @@ class Restorer:
         n_tiles = len(plans[0].starts) * len(plans[1].starts)
         total_steps = len(_batches(plans, passes, batch)) * len(frames)
 
-        n_frames = len(frames)
-        out_c, task_c = self.out_channels, len(self.task_names)
-        # Zeroed (calloc: pages are touched only when written). Without resampling the tiles are
-        # blended straight into these arrays and mapped to output units in place, so the peak
-        # memory is the input, the outputs and one batch of network activations.
-        mean = np.zeros((n_frames, out_c, height, width), dtype=np.float32)
-        std = np.zeros_like(mean) if samples > 1 else None
-        sample_out = np.zeros((samples, n_frames, out_c, height, width), dtype=np.float32) if keep_samples else None
-        task_mean = np.zeros((n_frames, task_c, height, width), dtype=np.float32) if task_c else None
-        task_sample_out = (
-            np.zeros((samples, n_frames, task_c, height, width), dtype=np.float32) if keep_samples and task_c else None
-        )
+        mean, std, sample_out, task_mean, task_sample_out = self._outputs(len(frames), (height, width), samples,
+                                                                          keep_samples)
         in_place = model_shape == (height, width)
 
         done = 0
@@ -599,11 +536,7 @@ class Restorer:
         with self._rng(seed):
             for index, frame in enumerate(frames):
                 self._check_finite(frame, index)
-                affines = [
-                    _input_affine(frame[c], spec, c, index)
-                    for c, spec in enumerate(self.card.input_normalizations())
-                ]
-                output_affine = _output_affine(self.card, affines[0])
+                fitted = normaliser or self.normaliser.fit(frame, plane=index)
                 targets = None
                 if in_place:
                     targets = dict(
@@ -612,26 +545,17 @@ class Restorer:
                         task_mean=task_mean[index] if task_mean is not None else None,
                         task_samples=task_sample_out[:passes, index] if task_sample_out is not None else None,
                     )
-                run = _FrameRun(self, _FrameSource(frame, affines, model_shape), plans, passes, batch, keep_samples,
+                run = _FrameRun(self, _FrameSource(frame, fitted, model_shape), plans, passes, batch, keep_samples,
                                 targets)
                 run.run(step)
                 if in_place:
-                    self._finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out)
+                    self._finish_in_place(index, passes, fitted.output_affine, mean, std, sample_out, task_sample_out)
                 else:
-                    accum = run.accumulators
-                    mean[index] = output_affine.apply(_resize(accum.mean, (height, width)))
-                    if std is not None:
-                        spread = accum.std if passes > 1 else np.zeros_like(accum.mean)
-                        std[index] = _resize(spread, (height, width)) * np.float32(abs(output_affine.scale))
-                    if sample_out is not None:
-                        for k in range(samples):
-                            sample_out[k, index] = output_affine.apply(_resize(accum.sample(k), (height, width)))
-                    if task_mean is not None:
-                        task_mean[index] = _resize(accum.task_mean, (height, width))
-                    if task_sample_out is not None:
-                        for k in range(samples):
-                            task_sample_out[k, index] = _resize(accum.task_sample(k), (height, width))
-                self._check_output(mean[index], None if task_mean is None else task_mean[index], index)
+                    self._finish_resampled(index, run.accumulators, fitted, mean, std, sample_out, task_mean,
+                                           task_sample_out)
+                # a given normaliser may come from a larger image, of which this may be a flat block
+                varying_input = normaliser is None and self.normaliser.depends_on_data(0)
+                self._check_output(mean[index], None if task_mean is None else task_mean[index], index, varying_input)
 
         return self._result(
             lead_shape, mean, std, sample_out, task_mean, task_sample_out,
@@ -640,6 +564,38 @@ class Restorer:
                  compiled=self.compiled,
                  computed_pixels=round(_computed_pixels(plans), 4)),
         )
+
+    def _outputs(self, n_frames: int, shape: tuple[int, int], samples: int, keep_samples: bool):
+        """Zeroed mean, std, samples, task mean and task samples (None where not wanted).
+
+        Zeroed by calloc: pages are touched only when written. Without resampling the tiles are
+        blended straight into these arrays and mapped to output units in place, so the peak
+        memory is the input, the outputs and one batch of network activations.
+        """
+        out_c, task_c = self.out_channels, len(self.task_names)
+        mean = np.zeros((n_frames, out_c, *shape), dtype=np.float32)
+        std = np.zeros_like(mean) if samples > 1 else None
+        sample_out = np.zeros((samples, n_frames, out_c, *shape), dtype=np.float32) if keep_samples else None
+        task_mean = np.zeros((n_frames, task_c, *shape), dtype=np.float32) if task_c else None
+        task_sample_out = np.zeros((samples, n_frames, task_c, *shape), dtype=np.float32) if keep_samples and task_c else None
+        return mean, std, sample_out, task_mean, task_sample_out
+
+    @staticmethod
+    def _finish_resampled(index, accum, fitted: Normaliser, mean, std, sample_out, task_mean, task_sample_out) -> None:
+        """Resample one plane's accumulators (at the model's pixel size) to the image's grid, in output units."""
+        shape = mean.shape[-2:]
+        mean[index] = fitted.invert(_resize(accum.mean, shape))
+        if std is not None:
+            spread = accum.std if accum.passes > 1 else np.zeros_like(accum.mean)
+            std[index] = _resize(spread, shape) * np.float32(abs(fitted.output_affine.scale))
+        if sample_out is not None:
+            for k in range(sample_out.shape[0]):
+                sample_out[k, index] = fitted.invert(_resize(accum.sample(k), shape))
+        if task_mean is not None:
+            task_mean[index] = _resize(accum.task_mean, shape)
+        if task_sample_out is not None:
+            for k in range(task_sample_out.shape[0]):
+                task_sample_out[k, index] = _resize(accum.task_sample(k), shape)
 
     @staticmethod
     def _finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out) -> None:
@@ -731,13 +687,13 @@ class Restorer:
                 "OME-Zarr output, or large.restore_chunked)."
             )
 
-    def _check_output(self, restored: np.ndarray, task: np.ndarray | None, index: int) -> None:
+    def _check_output(self, restored: np.ndarray, task: np.ndarray | None, index: int, varying_input: bool) -> None:
         """Refuse a restored plane with NaN or infinite pixels, or a constant one from a varying input:
         the weights are broken or do not belong to this architecture, and such a file must not be written.
 
-        A constant output is refused only when the first input channel is normalised from the plane
-        itself (so it varies, or normalising would have refused it): with a fixed normalisation the
-        input may be a flat block of a larger image. Segmentations may be empty; only the task
+        A constant output is refused only when ``varying_input``: the first input channel was
+        normalised from the plane itself (so it varies, or normalising would have refused it); with
+        a fixed normalisation, or a given one, the input may be a flat block of a larger image. Segmentations may be empty; only the task
         network's scores are checked, for NaN.
         """
         where = f" (plane {index})" if index else ""
@@ -753,7 +709,7 @@ class Restorer:
                     f"The model '{self.card.name}' gave {bad} NaN or infinite pixel(s) in its {name}{where}; {remedy}."
                 )
         low, high = ranges["restored image"]
-        if low == high and self.card.input_normalizations()[0].get("mode") not in ("fixed", "none"):
+        if low == high and varying_input:
             raise NanoscopyError(
                 f"The model '{self.card.name}' gave a constant restored image{where} (every pixel is {low:g}) "
                 f"from a varying input; {remedy}."
@@ -873,7 +829,7 @@ class Restorer:
         more: the padding is a larger share of a small window).
         """
         if self._probed_bytes is None:
-            side = _round_up(PROBE_SIZE, self.size_multiple)
+            side = round_up(PROBE_SIZE, self.size_multiple)
             probe = torch.zeros((1, self.in_channels, side, side), device=self.device, dtype=self.dtype)
             probe = probe.contiguous(memory_format=self.memory_format)
             counter = _PeakTensorBytes()
@@ -896,7 +852,7 @@ class Restorer:
 
     def _given_core(self, tile_size: int) -> int:
         tile_size = check_int("The tile size", tile_size, MIN_TILE, MAX_TILE, "leave it empty for an automatic choice")
-        return _round_up(tile_size, self.size_multiple)
+        return round_up(tile_size, self.size_multiple)
 
     @contextmanager
     def _rng(self, seed: int | None) -> Iterator[None]:
@@ -956,12 +912,11 @@ class _FrameSource:
     size of the outputs.
     """
 
-    def __init__(self, frame: np.ndarray, affines: list[_Affine], model_shape: tuple[int, int]):
-        self.affines = affines
+    def __init__(self, frame: np.ndarray, normaliser: Normaliser, model_shape: tuple[int, int]):
+        self.normaliser = normaliser
         if frame.shape[-2:] != tuple(model_shape):
-            normalised = np.stack([a.apply(channel) for a, channel in zip(affines, frame)])
-            self.data = _resize(normalised, model_shape)
-            self.affines = [_Affine(1.0, 0.0)] * len(affines)
+            self.data = _resize(normaliser.apply(frame), model_shape)
+            self.normaliser = None  # already normalised
         else:
             self.data = frame
         self.shape = tuple(model_shape)
@@ -970,7 +925,9 @@ class _FrameSource:
         """The window [y0, y0+height) x [x0, x0+width), reflected beyond the plane's edges."""
         ya, yb = max(0, y0), min(self.shape[0], y0 + height)
         xa, xb = max(0, x0), min(self.shape[1], x0 + width)
-        crop = np.stack([a.apply(channel[ya:yb, xa:xb]) for a, channel in zip(self.affines, self.data)])
+        crop = self.data[:, ya:yb, xa:xb]
+        if self.normaliser is not None:
+            crop = self.normaliser.apply(crop)
         pad = ((0, 0), (ya - y0, y0 + height - yb), (xa - x0, x0 + width - xb))
         if any(p for pair in pad for p in pair):
             crop = np.pad(crop, pad, mode="reflect" if min(crop.shape[-2:]) > 1 else "edge")

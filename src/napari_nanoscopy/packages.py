@@ -3,8 +3,12 @@
 The card (``model.json``) carries everything a front end needs to apply a model correctly:
 family and architecture, channel meaning, pixel size, normalisation, task outputs and their
 binarisation thresholds, acquisition conditions, training provenance, metrics and the
-sha256 of the weights. Weights never go through pickle: safetensors for our packages,
-``torch.load(weights_only=True)`` for foreign TA-GAN ``.pth`` state dicts.
+sha256 of the weights. Weights never go through pickle: they are safetensors.
+
+This module is napari-nanoscopy's own format only: :class:`ModelCard`, :class:`ModelPackage`,
+reading a package folder and writing one. Which format a model source is in, and loading it
+whatever it is (``load_model``), is :mod:`napari_nanoscopy.formats`; foreign formats are in
+:mod:`napari_nanoscopy.interop`.
 """
 
 from __future__ import annotations
@@ -31,11 +35,10 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import NanoscopyError
-from .interop.safety import extract_zip, inside
 from .io import read_json_object
 from .limits import MAX_SAMPLES, PIXEL_SIZE_RANGE_NM
-from .models import FAMILIES, MAX_PARAMETERS, TASK_NETWORKS, build_generator, build_task_network, paper_defaults
-from .models.blocks import MAX_REPEATS
+from .models import FAMILIES, TASK_NETWORKS, build_generator, build_task_network
+from .safety import inside
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -48,7 +51,6 @@ OUTPUT_MODES = ("range", "input")
 # A tanh generator sees and produces [-1, 1]; a linear one (CARE) works in [0, 1] units.
 DEFAULT_INPUT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
 DEFAULT_OUTPUT_NORMALIZATION = {"mode": "range", "range": [-1.0, 1.0]}
-MAX_CHECKPOINT_BYTES = 4 * MAX_PARAMETERS  # float32 weights of the largest network built
 
 
 @dataclass
@@ -309,7 +311,9 @@ def build_modules(card: ModelCard) -> tuple[torch.nn.Module, torch.nn.Module | N
     return generator, task_network
 
 
-def _split_state(tensors: dict[str, torch.Tensor], with_task: bool) -> tuple[dict, dict]:
+def split_state(tensors: dict[str, torch.Tensor], with_task: bool) -> tuple[dict, dict]:
+    """A package's tensors split into the generator's and the task network's state dicts (their
+    prefixes removed); a tensor of neither network is refused."""
     generator_state, task_state, unknown = {}, {}, []
     for key, value in tensors.items():
         if key.startswith(GENERATOR_PREFIX):
@@ -362,7 +366,8 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
     module.load_state_dict(state, strict=True)
 
 
-def _read_card(folder: Path, source: str) -> ModelCard:
+def read_card(folder: Path, source: str) -> ModelCard:
+    """The card of the package folder ``folder``, checked, without loading the weights."""
     card_path = inside(folder, CARD_FILE, "model card")  # a link may not lead out of the package
     if not card_path.is_file():
         raise NanoscopyError(f"{source} holds no {CARD_FILE}; a model package is a folder or .zip with model.json and {WEIGHTS_FILE}.")
@@ -370,8 +375,9 @@ def _read_card(folder: Path, source: str) -> ModelCard:
     return ModelCard.from_dict(data, source=f"{source}/{CARD_FILE}")
 
 
-def _load_folder(folder: Path, source: str) -> ModelPackage:
-    card = _read_card(folder, source)
+def load_package_folder(folder: Path, source: str) -> ModelPackage:
+    """The package in ``folder`` (``source`` names it in messages), its weights checked against the card."""
+    card = read_card(folder, source)
     weights_path = inside(folder, WEIGHTS_FILE, "weights file")
     if not weights_path.is_file():
         raise NanoscopyError(f"{source} holds no {WEIGHTS_FILE}; the package is incomplete, re-export it.")
@@ -386,145 +392,13 @@ def _load_folder(folder: Path, source: str) -> ModelPackage:
     except (SafetensorError, OSError, ValueError) as error:
         raise NanoscopyError(f"The weights file in {source} cannot be read as safetensors ({error}).") from None
     generator, task_network = build_modules(card)
-    generator_state, task_state = _split_state(tensors, with_task=task_network is not None)
+    generator_state, task_state = split_state(tensors, with_task=task_network is not None)
     load_state(generator, generator_state, "generator", source)
     if task_network is not None:
         load_state(task_network, task_state, "task network", source)
         task_network.eval()
     generator.eval()
     return ModelPackage(card=card, generator=generator, task_network=task_network, source=source)
-
-
-def _load_zip(path: Path) -> ModelPackage:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise NanoscopyError(f"{path} is not a valid .zip file; give a model package folder or its .zip.") from None
-    with archive, tempfile.TemporaryDirectory(prefix="nanoscopy-model-") as scratch:
-        root = Path(scratch).resolve()
-        extract_zip(archive, root, str(path))  # no unsafe names or links, bounded size (no zip bombs)
-        cards = list(root.rglob(CARD_FILE))
-        if not cards:
-            from .interop import foreign_zip_loader
-
-            found = foreign_zip_loader(root)  # a zipped CSBDeep model or a bioimage.io package
-            if found is not None:
-                loader, folder = found
-                return loader(folder, str(path))
-        if len(cards) != 1:
-            raise NanoscopyError(
-                f"{path} must contain exactly one {CARD_FILE}, found {len(cards)}; zip a single model package folder."
-            )
-        return _load_folder(cards[0].parent, str(path))
-
-
-def load_foreign_pth(path: Path) -> ModelPackage:
-    """Load a TA-GAN generator checkpoint (``*_net_G.pth``) from the public code.
-
-    The architecture is read off the tensor shapes; the card gets TA-GAN's conventions
-    (min-max scaling to [-1, 1], tanh output) and no pixel size, since a bare state dict has none.
-    The file's size and the number of residual blocks its keys name are checked before anything
-    is built, so a malformed checkpoint cannot make the network allocate gigabytes.
-    """
-    size = path.stat().st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise NanoscopyError(
-            f"{path} is {size / 1e9:.1f} GB, more than the float32 weights of the largest network this builds "
-            f"({MAX_CHECKPOINT_BYTES / 1e9:.0f} GB); it is not a TA-GAN *_net_G.pth generator checkpoint."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or others here
-        raise NanoscopyError(
-            f"{path} was refused: it is not a plain tensor state dict that can be loaded without running "
-            f"code (torch said: {str(error).splitlines()[0][:200]}). Only TA-GAN *_net_G.pth state dicts "
-            "are accepted; never load .pth files from sources you do not trust."
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise NanoscopyError(f"{path} does not hold a state dict of tensors; give a TA-GAN *_net_G.pth file.")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if "model.1.weight" not in state:
-        raise NanoscopyError(
-            f"{path} is not a TA-GAN ResNet generator checkpoint (no 'model.1.weight'); "
-            "give a *_net_G.pth file from the TA-GAN code."
-        )
-    first = state["model.1.weight"]
-    last_index = max(int(k.split(".")[1]) for k in state
-                     if k.startswith("model.") and k.endswith(".weight") and k.split(".")[1].isdigit())
-    last = state[f"model.{last_index}.weight"]
-    n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
-    if n_blocks > MAX_REPEATS or first.ndim != 4 or last.ndim != 4:
-        raise NanoscopyError(
-            f"{path} does not hold a TA-GAN ResNet generator this can build ({n_blocks} residual blocks, at most "
-            f"{MAX_REPEATS}; first and last weights of {first.ndim} and {last.ndim} dimensions, not 4); "
-            "give a *_net_G.pth file from the TA-GAN code."
-        )
-    in_channels = int(first.shape[1])
-    kwargs = dict(paper_defaults("tagan"))
-    kwargs.update(in_channels=in_channels, out_channels=int(last.shape[0]), ngf=int(first.shape[0]), n_blocks=n_blocks)
-    family = "tagan-live" if in_channels == 3 else "tagan"
-    try:
-        generator = build_generator(family, **kwargs)
-    except NanoscopyError as error:  # sizes read off the tensors, out of range
-        raise NanoscopyError(
-            f"{path} describes a generator this cannot build ({str(error).rstrip('.')}); "
-            "give a *_net_G.pth file from the TA-GAN code."
-        ) from None
-    load_state(generator, state, "TA-GAN generator", str(path))
-    generator.eval()
-    names = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else [f"input {i}" for i in range(in_channels)]
-    normalization: dict[str, Any] = {"input": {"mode": "minmax", "range": [-1.0, 1.0]}, "output": DEFAULT_OUTPUT_NORMALIZATION}
-    if family == "tagan-live":
-        minmax = {"mode": "minmax", "range": [-1.0, 1.0]}
-        normalization["input"] = [minmax, minmax, {"mode": "none"}]
-    card = ModelCard(
-        name=path.stem,
-        family=family,
-        generator=kwargs,
-        input_channels=names,
-        output_channels=["STED"] * kwargs["out_channels"] if kwargs["out_channels"] == 1 else [f"output {i}" for i in range(kwargs["out_channels"])],
-        pixel_size_nm=None,
-        normalization=normalization,
-        description=f"TA-GAN generator imported from {path.name} (no pixel size recorded; give the image's).",
-        default_samples=10 if kwargs.get("dropout", 0) > 0 else 1,
-        training={"imported_from": str(path)},
-        weights_sha256=sha256_of(path),
-    )
-    return ModelPackage(card=card, generator=generator, task_network=None, source=str(path))
-
-
-def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
-    """Load a model package folder, its .zip, a bundled model by name, a TA-GAN ``.pth``, a CSBDeep
-    model folder (``config.json`` + ``weights_best.h5``) or a bioimage.io package (folder or .zip)."""
-    text = str(path_or_name)
-    path = Path(text).expanduser()
-    if not path.exists():
-        if text in bundled_model_names():
-            return _load_folder(bundled_models_dir() / text, f"bundled model '{text}'")
-        known = bundled_model_names()
-        hint = f" Bundled models: {', '.join(known)}." if known else ""
-        raise NanoscopyError(f"No model file, folder or bundled model named '{text}'.{hint}")
-    if path.is_dir():
-        if not (path / CARD_FILE).exists():
-            from .interop import foreign_folder_loader
-
-            loader = foreign_folder_loader(path)  # a CSBDeep model or a bioimage.io package
-            if loader is not None:
-                return loader(path, str(path))
-        return _load_folder(path, str(path))
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        return _load_zip(path)
-    if suffix in (".pth", ".pt"):
-        return load_foreign_pth(path)
-    if suffix == ".yaml":  # the rdf.yaml / bioimageio.yaml of an unzipped bioimage.io package
-        from .interop.bmz import load_bmz
-
-        return load_bmz(path)
-    raise NanoscopyError(
-        f"{path} is not a model package: give a folder with {CARD_FILE}, its .zip, a bundled model name, "
-        "or a TA-GAN *_net_G.pth file."
-    )
 
 
 def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | None) -> dict[str, torch.Tensor]:
@@ -588,13 +462,5 @@ def save_model(
         save_file(package_state(generator, task_network), str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _load_folder(staging, str(target))  # what we wrote must load back
+        load_package_folder(staging, str(target))  # what we wrote must load back
     return card
-
-
-def list_models(extra: list[str | os.PathLike] = ()) -> list[ModelCard]:
-    """Cards of the bundled models and of any given packages, without loading weights."""
-    cards = [_read_card(bundled_models_dir() / name, f"bundled model '{name}'") for name in bundled_model_names()]
-    for item in extra:
-        cards.append(load_model(item).card)
-    return cards

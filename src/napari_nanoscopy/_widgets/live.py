@@ -1,7 +1,7 @@
 """The Live assist dock widget: connect a microscope (or the simulator), arm, run the TA-GAN loop.
 
-Everything here is presentation: the adapters, the pipeline, the policies and the recorder
-are the headless ``napari_nanoscopy.live`` package. The pipeline runs in a worker thread;
+Everything here is presentation: the adapters, the runner and its engine, the policies and the
+recorder are the headless ``napari_nanoscopy.live`` package. The runner runs in a worker thread;
 each finished frame is handed to the GUI thread, which updates the layers (confocal,
 synthetic STED mean, disparity map, segmentation, last real STED), the score plot and the
 dose counter, at most every 50 ms.
@@ -31,11 +31,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..analysis.variability import DISPARITY_METHODS
 from ..errors import NanoscopyError
+from ..live.connection import ADAPTERS, AdapterSettings, make_adapter
+from ..live.policies import DEFAULT_THRESHOLDS, POLICIES
+from ..live.runner import FinishReason, RunState
+from ..live.settings import DEFAULT_GENERATOR, DEFAULT_SEGMENTER, REFERENCES, LiveSettings
 from ._common import Job, note_label, notify_error, notify_info
 from ._plot import PlotWidget
 
-ADAPTERS = ("simulator", "pymmcore", "specpy")
 # The live layers from bottom to top and how each looks when it first appears: the synthetic STED
 # (the model's current view of the sample) over the confocal, the last real STED over the ROI, the
 # ROI's segmentation as outlines on top, and the two diagnostic maps hidden. Every image is opaque
@@ -65,7 +69,6 @@ class LiveWidget(QWidget):
         self._lock = threading.Lock()
         self.last_summary: dict[str, Any] | None = None
         self.last_error: str | None = None
-        self._end_session = False
 
         self.adapter_combo = QComboBox()
         self.adapter_combo.addItems(ADAPTERS)
@@ -80,7 +83,7 @@ class LiveWidget(QWidget):
         self.arm_box.setEnabled(False)
 
         self.policy_combo = QComboBox()
-        self.policy_combo.addItems(["dice", "variability", "area"])
+        self.policy_combo.addItems(POLICIES)
         self.threshold_box = QDoubleSpinBox()
         self.threshold_box.setRange(0.0, 1.0)
         self.threshold_box.setDecimals(3)
@@ -90,7 +93,7 @@ class LiveWidget(QWidget):
                                       "dice and variability; 0.2 for area); benchmarks/live_targets.py --calibrate "
                                       "measures thresholds for your models (docs/live.md)")
         self.reference_combo = QComboBox()
-        self.reference_combo.addItems(["sted", "synthetic"])
+        self.reference_combo.addItems(REFERENCES)
         self.reference_combo.setToolTip("dice and area compare with the segmentation of the last real STED (the "
                                         "paper) or with the synthetic one of the frame it was acquired at")
         self.samples_box = _spin(2, 100, 10)
@@ -102,13 +105,13 @@ class LiveWidget(QWidget):
         self.compile_box.setToolTip("torch.compile: decisions about 1.3x faster; the first frame compiles "
                                     "(10-60 s) and needs a C++ compiler on a CPU")
         self.disparity_combo = QComboBox()
-        self.disparity_combo.addItems(["optical-flow", "std"])
+        self.disparity_combo.addItems(DISPARITY_METHODS)
         self.patch_box = _spin(8, 2048, 100, " px")
         self.roi_box = _spin(8, 2048, 300, " px")
         self.max_sted_box = _spin(0, 10_000, 0)
         self.max_sted_box.setSpecialValueText("no cap")
-        self.generator_edit = QLineEdit("tagan-live-factin")
-        self.segmenter_edit = QLineEdit("unet-live-factin")
+        self.generator_edit = QLineEdit(DEFAULT_GENERATOR)
+        self.segmenter_edit = QLineEdit(DEFAULT_SEGMENTER)
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder for the session (default: a temporary one)")
         browse = QPushButton("Browse…")
@@ -124,6 +127,17 @@ class LiveWidget(QWidget):
         self.dose_label = QLabel("dose: –")
         self.status = note_label("Choose an adapter and connect.")
 
+        self._lay_out(browse)
+
+        self.connect_button.clicked.connect(self.connect_adapter)
+        self.arm_box.toggled.connect(self._arm_toggled)
+        self.policy_combo.currentTextChanged.connect(self._policy_changed)
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.stop_button.clicked.connect(self.stop)
+
+    def _lay_out(self, browse: QPushButton) -> None:
+        """The settings form, the run buttons, the dose, the score plot and the status line, top to bottom."""
         form = QFormLayout()
         form.addRow("Adapter", self.adapter_combo)
         form.addRow("Field (simulator)", self.size_box)
@@ -159,34 +173,17 @@ class LiveWidget(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
 
-        self.connect_button.clicked.connect(self.connect_adapter)
-        self.arm_box.toggled.connect(self._arm_toggled)
-        self.policy_combo.currentTextChanged.connect(self._policy_changed)
-        self.start_button.clicked.connect(self.start)
-        self.pause_button.clicked.connect(self.pause)
-        self.stop_button.clicked.connect(self.stop)
-
     # -- connection ---------------------------------------------------------------------------
 
     def connect_adapter(self) -> None:
         """Create the chosen adapter (the simulator needs no arming; hardware starts disarmed)."""
         self.disconnect_adapter()
-        kind = self.adapter_combo.currentText()
+        frames = self.frames_box.value()
         try:
-            if kind == "simulator":
-                from ..live.simulator import SimulatorAdapter
-
-                frames = self.frames_box.value()
-                self.adapter = SimulatorAdapter(frames, min(self.stimulus_box.value(), frames),
-                                                size=self.size_box.value(), seed=self.seed_box.value())
-            elif kind == "pymmcore":
-                self.adapter = _pymmcore_adapter(self.config_edit.text().strip())
-            else:
-                from ..live.cli import _hardware_settings
-                from ..live.specpy_adapter import SpecPyAdapter
-
-                self.adapter = SpecPyAdapter(configurations={"confocal": "Confocal", "sted": "STED"},
-                                             settings=_hardware_settings(), field_shape=(self.size_box.value(),) * 2)
+            self.adapter = make_adapter(AdapterSettings(
+                kind=self.adapter_combo.currentText(), frames=frames, stimulus_frame=min(self.stimulus_box.value(), frames),
+                size=self.size_box.value(), seed=self.seed_box.value(), mm_config=self.config_edit.text().strip() or None,
+            ))
         except NanoscopyError as error:
             self.last_error = notify_error(error, "Connecting")
             self.status.setText(self.last_error)
@@ -216,16 +213,12 @@ class LiveWidget(QWidget):
     # -- running ------------------------------------------------------------------------------
 
     def _policy_changed(self, policy: str) -> None:
-        from ..live.policies import DEFAULT_THRESHOLDS
-
         # each policy's score has its own scale: start from that policy's default threshold
         self.threshold_box.setValue(DEFAULT_THRESHOLDS[policy])
         # the variability policy compares with no reference
         self.reference_combo.setEnabled(policy != "variability")
 
-    def settings(self):
-        from ..live.pipeline import LiveSettings
-
+    def settings(self) -> LiveSettings:
         return LiveSettings(
             policy=self.policy_combo.currentText(), threshold=self.threshold_box.value(),
             reference=self.reference_combo.currentText() if self.reference_combo.isEnabled() else "sted",
@@ -246,19 +239,19 @@ class LiveWidget(QWidget):
         frames = self.frames_box.value()
         if self.pipeline is None:
             from ..live.budget import DoseBudget
-            from ..live.pipeline import LivePipeline
+            from ..live.pipeline import open_session
 
             out = self.out_edit.text().strip() or str(Path(tempfile.mkdtemp(prefix="live-")) / "session")
             try:
-                self.pipeline = LivePipeline(
+                self.pipeline = open_session(
                     self.adapter, out, self.settings(),
                     budget=DoseBudget(max_sted_frames=self.max_sted_box.value() or None),
-                    on_frame=self._frame_done,
                 )
             except NanoscopyError as error:
                 self.last_error = notify_error(error, "Starting the live session")
                 self.status.setText(self.last_error)
                 return None
+            self.pipeline.frame_finished.connect(self._frame_done)
             self.results, self._shown = [], 0
             self.plot.clear()
             run = self.pipeline.run
@@ -273,19 +266,20 @@ class LiveWidget(QWidget):
         self.job = Job(work, "Live assist", on_progress=lambda *_: self._show_new(),
                        on_done=self._finished, on_error=self._failed, on_finally=self._idle)
         self._set_running(True)
-        self.status.setText(f"Running; recording to {pipeline.folder}")
+        self.status.setText(f"Running; recording to {pipeline.status.folder}")
         return self.job.start()
 
     def pause(self) -> None:
         """Stop at the next step boundary; Start continues the same session."""
         if self.pipeline is not None:
-            self.pipeline.request_stop()
+            self.pipeline.pause()
             self.status.setText("Pausing after the current step…")
 
     def stop(self) -> None:
-        """Stop and end the session (the next Start begins a new one)."""
-        self.pause()
-        self._end_session = True
+        """Stop at the next step boundary and end the session (the next Start begins a new one)."""
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self.status.setText("Pausing after the current step…")
 
     def _frame_done(self, result) -> None:  # worker thread
         with self._lock:
@@ -338,10 +332,10 @@ class LiveWidget(QWidget):
             f"dose {summary['dose_relative_to_sted_every_frame'] or 0:.2f} of STED at every frame. "
             f"Session: {summary['session']}"
         )
-        if state == "faulted":
+        run = self.pipeline.status
+        if run.state is RunState.FAULTED:
             notify_info("The microscope reported a fault and was put in its safe state; fix it, then Start resumes.")
-        if state == "done" or self._end_session:
-            self._end_session = False
+        if run.state is RunState.DONE or run.finish_reason is FinishReason.STOPPED:
             self.pipeline.close()
             self.pipeline = None
 
@@ -366,7 +360,7 @@ class LiveWidget(QWidget):
 
     def closeEvent(self, event) -> None:
         if self.pipeline is not None:
-            self.pipeline.request_stop()
+            self.pipeline.stop()
         if self.job is not None and not self.job.finished:
             self.job.worker.quit()
         self.disconnect_adapter()
@@ -380,24 +374,6 @@ def _spin(low: int, high: int, value: int, suffix: str = "") -> QSpinBox:
     if suffix:
         box.setSuffix(suffix)
     return box
-
-
-def _pymmcore_adapter(config: str):
-    from ..live.cli import _hardware_settings
-    from ..live.pymmcore_adapter import PymmcoreAdapter
-
-    if not config:
-        raise NanoscopyError("Give the Micro-Manager configuration file to load for the pymmcore adapter.")
-    try:
-        from pymmcore_plus import CMMCorePlus
-    except ImportError:
-        raise NanoscopyError("The pymmcore adapter needs pymmcore-plus (pip install 'napari-nanoscopy[pymmcore]').") from None
-    core = CMMCorePlus()
-    try:
-        core.loadSystemConfiguration(config)
-    except Exception as error:  # noqa: BLE001 - Micro-Manager's own message
-        raise NanoscopyError(f"Micro-Manager could not load {config} ({error}); check the configuration file.") from error
-    return PymmcoreAdapter(core, settings=_hardware_settings())
 
 
 def _set_image(viewer, name, data, scale, translate) -> None:

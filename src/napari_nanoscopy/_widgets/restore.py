@@ -184,7 +184,7 @@ class RestoreWidget(QWidget):
 
     def refresh_models(self) -> None:
         """List the bundled models and every model opened or trained in this session."""
-        from ..packages import list_models
+        from ..formats import list_models
 
         try:
             cards = list_models()
@@ -231,7 +231,7 @@ class RestoreWidget(QWidget):
         path = str(Path(path).expanduser())
 
         def load(progress, should_cancel):
-            from ..packages import load_model
+            from ..formats import load_model
 
             return load_model(path)
 

@@ -8,8 +8,8 @@ model (its architecture and weights). *Stop* writes a checkpoint (``<output>.che
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import napari
 import numpy as np
@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import NanoscopyError
-from ..training import TRAINING_FAMILIES
-from ..training.trainers import MAX_BATCH, MAX_PATCH, MAX_STEPS
+from ..training import TRAINING_FAMILIES, TrainingConfig, family_settings
+from ..training.config import bounds
 from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info,
                       show_progress)
 from ._plot import PlotWidget
@@ -105,6 +105,59 @@ class TrainWidget(QWidget):
         self.last_card = None
         self.stopped = False
 
+        self._build_source(napari_viewer)
+        output_row = self._build_settings()
+
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step and write a checkpoint (Resume continues it)")
+        self.stop_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the run whose checkpoint is beside the output path (same settings)")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.plot = PlotWidget("Training losses", "step", "loss", log_y=True, integer_x=True)
+        self.plot.empty_text = "The losses appear here while training"
+        self.status = note_label()
+
+        form = QFormLayout()
+        form.addRow("Pairs from", self.source_combo)
+        form.addRow(self.source_pages)
+        form.addRow("Family", self.family_combo)
+        form.addRow("", self.family_note)
+        form.addRow("Start from", self.start_combo)
+        form.addRow("Steps", self.steps_box)
+        form.addRow("Patch", self.patch_box)
+        form.addRow("Batch", self.batch_box)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Save to", output_row)
+        form.addRow("Name", self.name_edit)
+        buttons = QHBoxLayout()
+        for button in (self.train_button, self.stop_button, self.resume_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+
+        self.family_combo.currentTextChanged.connect(self._family_changed)
+        self.train_button.clicked.connect(lambda: self.train())
+        self.resume_button.clicked.connect(lambda: self.train(resume=True))
+        self.stop_button.clicked.connect(self.stop)
+        self._family_changed(self.family_combo.currentText())
+        REGISTRY.added.connect(self._registry_added)
+        self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
+        inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
+        if inputs:  # an opened sample: its input and target
+            self.input_combo.set_layer(inputs[0])
+        self._guess_target(prefer_sample=True)
+        self.input_combo.layer_changed.connect(lambda _: self._guess_target())
+
+    def _build_source(self, napari_viewer) -> None:
+        """Where the pairs come from: two (or three) layers, or a folder."""
         self.source_combo = QComboBox()
         self.source_combo.addItems(["Two layers", "Folder of pairs"])
         self.input_combo = LayerCombo(napari_viewer, is_image)
@@ -133,6 +186,8 @@ class TrainWidget(QWidget):
         self.source_pages.addWidget(folder_page)
         self.source_combo.currentIndexChanged.connect(self.source_pages.setCurrentIndex)
 
+    def _build_settings(self) -> QHBoxLayout:
+        """The family and the run's settings; returns the output path's row."""
         self.family_combo = QComboBox()
         for family in TRAINING_FAMILIES:
             self.family_combo.addItem(family)
@@ -146,16 +201,17 @@ class TrainWidget(QWidget):
             "Fine-tune a model: its architecture and weights are the start (bundled models and models of this "
             "session of the chosen family are listed; type a package folder or .zip for another). Empty: a new model."
         )
+        # The ranges are TrainingConfig's own; 0 in patch and batch stands for the family's default.
         self.steps_box = QSpinBox()
-        self.steps_box.setRange(1, MAX_STEPS)  # the library's own limits
+        self.steps_box.setRange(*bounds("steps"))
         self.steps_box.setValue(2000)
         self.steps_box.setSingleStep(100)
         self.patch_box = QSpinBox()
-        self.patch_box.setRange(0, MAX_PATCH)
+        self.patch_box.setRange(0, bounds("patch")[1])
         self.patch_box.setSingleStep(16)
         self.patch_box.setSuffix(" px")
         self.batch_box = QSpinBox()
-        self.batch_box.setRange(0, MAX_BATCH)
+        self.batch_box.setRange(0, bounds("batch")[1])
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
         self.output_edit = QLineEdit()
@@ -164,73 +220,24 @@ class TrainWidget(QWidget):
         browse_output.clicked.connect(self._browse_output)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("model name (default: the output's name)")
-
-        self.train_button = QPushButton("Train")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop after the current step and write a checkpoint (Resume continues it)")
-        self.stop_button.setEnabled(False)
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the run whose checkpoint is beside the output path (same settings)")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.plot = PlotWidget("Training losses", "step", "loss", log_y=True, integer_x=True)
-        self.plot.empty_text = "The losses appear here while training"
-        self.status = note_label()
-
-        form = QFormLayout()
-        form.addRow("Pairs from", self.source_combo)
-        form.addRow(self.source_pages)
-        form.addRow("Family", self.family_combo)
-        form.addRow("", self.family_note)
-        form.addRow("Start from", self.start_combo)
-        form.addRow("Steps", self.steps_box)
-        form.addRow("Patch", self.patch_box)
-        form.addRow("Batch", self.batch_box)
-        form.addRow("Device", self.device_combo)
         output_row = QHBoxLayout()
         output_row.addWidget(self.output_edit, 1)
         output_row.addWidget(browse_output)
-        form.addRow("Save to", output_row)
-        form.addRow("Name", self.name_edit)
-        buttons = QHBoxLayout()
-        for button in (self.train_button, self.stop_button, self.resume_button):
-            buttons.addWidget(button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.status)
-
-        self.family_combo.currentTextChanged.connect(self._family_changed)
-        self.train_button.clicked.connect(lambda: self.train())
-        self.resume_button.clicked.connect(lambda: self.train(resume=True))
-        self.stop_button.clicked.connect(self.stop)
-        self._family_changed(self.family_combo.currentText())
-        REGISTRY.added.connect(self._registry_added)
-        self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
-        inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
-        if inputs:  # an opened sample: its input and target
-            self.input_combo.set_layer(inputs[0])
-        self._guess_target(prefer_sample=True)
-        self.input_combo.layer_changed.connect(lambda _: self._guess_target())
+        return output_row
 
     # -- settings ----------------------------------------------------------------------------
 
     def _family_changed(self, family: str) -> None:
-        from ..training import training_defaults
-
         try:
-            defaults = training_defaults(family)
+            defaults = family_settings(family)
         except NanoscopyError as error:
             self.family_note.setText(str(error))
             return
-        self.patch_box.setSpecialValueText(f"paper default ({defaults['patch']} px)")
-        self.batch_box.setSpecialValueText(f"paper default ({defaults['batch']})")
+        self.patch_box.setSpecialValueText(f"paper default ({defaults.patch} px)")
+        self.batch_box.setSpecialValueText(f"paper default ({defaults.batch})")
         self.patch_box.setValue(0)
         self.batch_box.setValue(0)
-        self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults['paper']}.")
+        self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults.paper}.")
         self._list_start_models(family)
 
     def _list_start_models(self, family: str) -> None:
@@ -281,16 +288,15 @@ class TrainWidget(QWidget):
         if path:
             self.output_edit.setText(path)
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "family": self.family_combo.currentText(),
-            "steps": self.steps_box.value(),
-            "patch": self.patch_box.value() or None,
-            "batch": self.batch_box.value() or None,
-            "device": self.device_combo.currentText(),
-            "name": self.name_edit.text().strip() or None,
-            "init_from": self.start_combo.currentText().strip() or None,
-        }
+    def config(self, data_dir: Path, out_path: Path, resume: bool) -> TrainingConfig:
+        """The run the widget's settings describe, checked before any pair is written."""
+        steps = self.steps_box.value()
+        return TrainingConfig(
+            self.family_combo.currentText(), data_dir, out_path, steps=steps,
+            patch=self.patch_box.value() or None, batch=self.batch_box.value() or None,
+            device=self.device_combo.currentText(), resume=resume, name=self.name_edit.text().strip() or None,
+            init_from=self.start_combo.currentText().strip() or None, checkpoint_every=max(1, min(500, steps // 4)),
+        )
 
     # -- running -----------------------------------------------------------------------------
 
@@ -302,8 +308,8 @@ class TrainWidget(QWidget):
             if not out_text:
                 raise NanoscopyError("Choose where to save the model (Save to) before training.")
             out_path = Path(out_text).expanduser()
-            settings = self.settings()
-            prepare = self._prepare_data(out_path, resume)
+            data_dir, write_pairs = self._prepare_data(out_path, resume)
+            config = self.config(data_dir, out_path, resume)
         except NanoscopyError as error:
             self._failed(error)
             return None
@@ -315,17 +321,15 @@ class TrainWidget(QWidget):
         def work(progress, should_stop):
             from ..training import train
 
-            data_dir = prepare()
+            if write_pairs is not None:
+                write_pairs()
 
             def callback(step, steps, losses):
                 for key, value in losses.items():
                     history.setdefault(key, []).append((step, float(value)))
                 progress(step, steps, None)
 
-            return train(settings["family"], data_dir, out_path, steps=settings["steps"], patch=settings["patch"],
-                         batch=settings["batch"], device=settings["device"], resume=resume, name=settings["name"],
-                         init_from=settings["init_from"], callback=callback, should_stop=should_stop,
-                         checkpoint_every=max(1, min(500, settings["steps"] // 4)))
+            return train(config, callback=callback, should_stop=should_stop)
 
         def done(card):
             self.last_card = card
@@ -341,8 +345,8 @@ class TrainWidget(QWidget):
 
         self.stopped = False
         self.last_error = None
-        self.status.setText(("Resuming" if resume else "Preparing") + f" {settings['family']} training…")
-        self.job = Job(work, f"Training {settings['family']} → {out_path.name}", on_progress=self._progress,
+        self.status.setText(("Resuming" if resume else "Preparing") + f" {config.family} training…")
+        self.job = Job(work, f"Training {config.family} → {out_path.name}", on_progress=self._progress,
                        on_done=done, on_cancelled=cancelled, on_error=self._failed, on_finally=self._idle)
         for button in (self.train_button, self.resume_button):
             button.setEnabled(False)
@@ -350,13 +354,13 @@ class TrainWidget(QWidget):
         self.progress_bar.setRange(0, 0)
         return self.job.start()
 
-    def _prepare_data(self, out_path: Path, resume: bool):
-        """A function (run in the worker) that returns the training folder, written from layers if need be."""
+    def _prepare_data(self, out_path: Path, resume: bool) -> tuple[Path, Callable[[], None] | None]:
+        """The training folder, and the function (run in the worker) that writes it from the layers, if need be."""
         if self.source_combo.currentIndex() == 1:
             folder = self.folder_edit.text().strip()
             if not folder:
                 raise NanoscopyError("Choose the folder of training pairs (with input/ and target/ subfolders).")
-            return lambda: Path(folder).expanduser()
+            return Path(folder).expanduser(), None
         input_layer, target_layer = self.input_combo.layer(), self.target_combo.layer()
         if input_layer is None or target_layer is None:
             raise NanoscopyError("Pick an input and a target image layer (or train from a folder of pairs).")
@@ -366,7 +370,7 @@ class TrainWidget(QWidget):
         if resume:
             if not folder.is_dir():
                 raise NanoscopyError(f"There are no layer pairs in {folder} to resume from; start a new training.")
-            return lambda: folder
+            return folder, None
         if not out_path.parent.is_dir():
             raise NanoscopyError(f"The folder {out_path.parent} does not exist; create it first or choose another output path.")
         pixel, _ = layer_pixel_size_nm(input_layer)
@@ -379,11 +383,7 @@ class TrainWidget(QWidget):
             if features is not None and "class" in getattr(features, "columns", []):
                 task_names = [str(name) for name in list(features["class"])[1:]] or None
 
-        def prepare():
-            write_layer_pairs(folder, inputs, targets, task, pixel, task_names)
-            return folder
-
-        return prepare
+        return folder, lambda: write_layer_pairs(folder, inputs, targets, task, pixel, task_names)
 
     def stop(self) -> None:
         if self.job is not None:

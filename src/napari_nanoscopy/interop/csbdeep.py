@@ -32,7 +32,9 @@ import torch
 from ..errors import NanoscopyError
 from ..io import read_json_object
 from ..limits import check_percentiles, check_pixel_size
-from .safety import inside
+from ..models import build_generator
+from ..packages import CARD_FILE, ModelCard, ModelPackage, load_state, save_model, sha256_of
+from ..safety import inside
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("weights_best.h5", "weights_last.h5", "weights_now.h5")
@@ -47,7 +49,7 @@ def is_csbdeep_folder(path: str | os.PathLike) -> bool:
     return (
         folder.is_dir()
         and (folder / CONFIG_FILE).is_file()
-        and not (folder / "model.json").exists()
+        and not (folder / CARD_FILE).exists()
         and any((folder / name).is_file() for name in WEIGHT_FILES)
     )
 
@@ -240,9 +242,6 @@ def load_csbdeep(
     default); ``pixel_size_nm`` is the pixel size the model was trained at, if you know it
     (CSBDeep records none, so by default images are not resampled).
     """
-    from ..models import build_generator
-    from ..packages import ModelCard, ModelPackage, load_state, sha256_of
-
     low, high = check_percentiles(*percentiles, "The CSBDeep input normalisation")
     if pixel_size_nm is not None:
         pixel_size_nm = check_pixel_size(pixel_size_nm, "The CSBDeep model's pixel size")
@@ -289,7 +288,5 @@ def import_csbdeep(
     overwrite: bool = False,
 ):
     """Convert a CSBDeep model folder into a napari-nanoscopy model package at ``out`` (folder or .zip)."""
-    from ..packages import save_model
-
     package = load_csbdeep(folder, percentiles=percentiles, pixel_size_nm=pixel_size_nm)
     return save_model(out, package.card, package.generator, overwrite=overwrite)

@@ -1,4 +1,4 @@
-"""Model-assisted live STED: adapters, policies, the TA-GAN live loop and its recorder.
+"""Model-assisted live STED: adapters, policies, the live runner, its TA-GAN Live engine and its recorder.
 
 Nothing here imports Qt or napari; pySTED, PyTorch, SpecPy and pymmcore-plus are imported
 only by the parts that need them. See docs/live.md.
@@ -25,8 +25,17 @@ from napari_nanoscopy.live.recorder import Recorder, read_session, session_layer
 
 _LAZY = {
     "LivePipeline": "pipeline",
-    "LiveSettings": "pipeline",
-    "FrameResult": "pipeline",
+    "open_session": "pipeline",
+    "LiveSettings": "settings",
+    "LiveRunner": "runner",
+    "RunState": "runner",
+    "FinishReason": "runner",
+    "RunStatus": "runner",
+    "FrameResult": "runner",
+    "DecisionEngine": "engine",
+    "TaganLiveEngine": "engine",
+    "AdapterSettings": "connection",
+    "make_adapter": "connection",
     "SimulatorAdapter": "simulator",
     "SpecPyAdapter": "specpy_adapter",
     "PymmcoreAdapter": "pymmcore_adapter",

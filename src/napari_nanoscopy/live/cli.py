@@ -7,10 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from napari_nanoscopy.analysis.variability import DISPARITY_METHODS
 from napari_nanoscopy.cli import PROG, whole_number
 from napari_nanoscopy.errors import NanoscopyError
-
-ADAPTERS = ("simulator", "pymmcore", "specpy")
+from napari_nanoscopy.live.connection import ADAPTERS, AdapterSettings, make_adapter
+from napari_nanoscopy.live.policies import POLICIES
+from napari_nanoscopy.live.runner import RunState
+from napari_nanoscopy.live.settings import DEFAULT_GENERATOR, DEFAULT_SEGMENTER, REFERENCES
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -25,12 +28,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "See docs/live.md.",
     )
     live.add_argument("--adapter", choices=ADAPTERS, default="simulator", help="microscope (default: the simulator)")
-    live.add_argument("--policy", choices=("dice", "variability", "area"), default="dice",
+    live.add_argument("--policy", choices=POLICIES, default="dice",
                       help="STED trigger (default dice; area is ours, see docs/live.md)")
     live.add_argument("--threshold", type=float,
                       help="trigger threshold (default 0.5 for dice and variability as in the paper, 0.2 for area; "
                       "benchmarks/live_targets.py --calibrate measures one for your models)")
-    live.add_argument("--reference", choices=("sted", "synthetic"), default="sted",
+    live.add_argument("--reference", choices=REFERENCES, default="sted",
                       help="what dice and area compare with: the segmentation of the last real STED (default, the "
                       "paper) or the synthetic segmentation of the frame it was acquired at")
     live.add_argument("--frames", type=whole_number, default=15, help="time points (default 15)")
@@ -39,12 +42,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--resume", action="store_true", help="continue the session already in --out")
     live.add_argument("--seed", type=whole_number, default=0, help="seed of the simulator and the Monte-Carlo samples")
     live.add_argument("--samples", type=whole_number, default=10, help="Monte-Carlo samples per generation (default 10)")
-    live.add_argument("--disparity", choices=("optical-flow", "std"), default="optical-flow",
+    live.add_argument("--disparity", choices=DISPARITY_METHODS, default="optical-flow",
                       help="disparity between samples (default Horn–Schunck optical flow)")
     live.add_argument("--patch", type=whole_number, default=100, help="STED patch / superpixel side in pixels (default 100)")
     live.add_argument("--roi", type=whole_number, default=300, help="central ROI side in pixels (default 300)")
-    live.add_argument("--generator", default="tagan-live-factin", help="TA-GAN Live model (name, folder or .zip)")
-    live.add_argument("--segmenter", default="unet-live-factin", help="U-Net-Live model (name, folder or .zip)")
+    live.add_argument("--generator", default=DEFAULT_GENERATOR, help="TA-GAN Live model (name, folder or .zip)")
+    live.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="U-Net-Live model (name, folder or .zip)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     live.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                       help="fp32 (default) or bf16: both networks in bfloat16, faster where the CPU or GPU supports it")
@@ -71,50 +74,24 @@ def add_parser(commands) -> argparse.ArgumentParser:
     return live
 
 
-def _hardware_settings():
-    from napari_nanoscopy.live.adapters import CONFOCAL, STED, AcquisitionSettings
-    from napari_nanoscopy.simulation import STANDARD_CONDITIONS as c
-
-    return {CONFOCAL: AcquisitionSettings(c["p_ex"], 0.0, c["pdt"]), STED: AcquisitionSettings(c["p_ex"], c["p_sted"], c["pdt"])}
-
-
-def make_adapter(args: argparse.Namespace):
-    if args.adapter == "simulator":
-        from napari_nanoscopy.live.simulator import SimulatorAdapter
-
-        stimulus = min(5, args.frames) if args.stimulus_frame is None else args.stimulus_frame
-        return SimulatorAdapter(args.frames, stimulus, size=args.size, seed=args.seed, timeout_s=args.timeout)
-    if not args.arm:
+def adapter_settings(args: argparse.Namespace) -> AdapterSettings:
+    """The adapter the options ask for; a hardware adapter only with --arm and its configuration file."""
+    if args.adapter != "simulator" and not args.arm:
         raise NanoscopyError(
             f"The {args.adapter} adapter drives a real microscope and acquires only when armed; check the sample "
             "and the microscope, then pass --arm."
         )
     if args.adapter == "pymmcore":
-        from napari_nanoscopy.live.pymmcore_adapter import PymmcoreAdapter
-
         if not args.mm_config:
             raise NanoscopyError("The pymmcore adapter needs --mm-config, the Micro-Manager configuration file to load.")
         if not Path(args.mm_config).expanduser().is_file():
             raise NanoscopyError(f"The Micro-Manager configuration file {args.mm_config} does not exist; check the "
                                  "--mm-config path.")
-        try:
-            from pymmcore_plus import CMMCorePlus
-        except ImportError:
-            raise NanoscopyError("The pymmcore adapter needs pymmcore-plus (pip install 'napari-nanoscopy[pymmcore]').") from None
-        core = CMMCorePlus()
-        try:
-            core.loadSystemConfiguration(str(Path(args.mm_config).expanduser()))
-        except (OSError, RuntimeError) as error:  # pymmcore raises RuntimeError for a bad file or device
-            detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise NanoscopyError(f"Micro-Manager could not load {args.mm_config} ({detail}); check the configuration "
-                                 "file in Micro-Manager.") from None
-        return PymmcoreAdapter(core, settings=_hardware_settings(), group=args.mm_group, pixel_size_nm=args.pixel_size,
-                               arm=True, timeout_s=args.timeout)
-    from napari_nanoscopy.live.specpy_adapter import SpecPyAdapter
-
-    return SpecPyAdapter(configurations={"confocal": args.confocal_config, "sted": args.sted_config},
-                         settings=_hardware_settings(), field_shape=(args.size, args.size),
-                         pixel_size_nm=args.pixel_size or 20.0, arm=True, timeout_s=args.timeout)
+    return AdapterSettings(
+        kind=args.adapter, frames=args.frames, stimulus_frame=args.stimulus_frame, size=args.size, seed=args.seed,
+        arm=args.arm, mm_config=args.mm_config, mm_group=args.mm_group, pixel_size_nm=args.pixel_size,
+        confocal_config=args.confocal_config, sted_config=args.sted_config, timeout_s=args.timeout,
+    )
 
 
 def frame_line(result, frames: int) -> str:
@@ -129,8 +106,9 @@ def frame_line(result, frames: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from napari_nanoscopy.live.budget import DoseBudget
-    from napari_nanoscopy.live.pipeline import LivePipeline, LiveSettings
+    from napari_nanoscopy.live.pipeline import open_session
     from napari_nanoscopy.live.recorder import session_summary
+    from napari_nanoscopy.live.settings import LiveSettings
 
     if args.read:
         json.dump(session_summary(args.read), sys.stdout, indent=2)
@@ -146,25 +124,25 @@ def run(args: argparse.Namespace) -> int:
         keep_extras=args.keep_extras,
     )
     budget = DoseBudget(args.max_sted, args.window, args.max_dose)
-    adapter = make_adapter(args)
-    interrupted = False
+    adapter = make_adapter(adapter_settings(args))
     try:
-        pipeline = LivePipeline(
+        runner = open_session(
             adapter, args.out, settings, budget=budget, resume=args.resume,
             on_frame=lambda result: print(frame_line(result, args.frames), file=sys.stderr, flush=True),
         )
         try:
-            summary = pipeline.run(args.frames)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the pipeline wrote summary.json; report what is on disk
-            summary, interrupted = session_summary(pipeline.folder), True
+            summary = runner.run(args.frames)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runner wrote summary.json; report what is on disk
+            summary = session_summary(runner.folder)
         finally:
-            pipeline.close()
+            runner.close()
     finally:
         adapter.close()
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    if interrupted:
+    status = runner.status
+    if status.state is RunState.INTERRUPTED:
         print(f"\n{PROG}: interrupted; {summary['frames']} frame(s) and {summary['acquisitions']} acquisition(s) are "
-              f"recorded in {pipeline.folder}; run the same command with --resume to continue.", file=sys.stderr)
+              f"recorded in {status.folder}; run the same command with --resume to continue.", file=sys.stderr)
         return 130
-    return 0 if summary["state"] == "done" else 1
+    return 0 if status.state is RunState.DONE else 1

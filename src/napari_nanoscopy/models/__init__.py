@@ -80,6 +80,12 @@ def paper_defaults(family: str) -> dict:
     return dict(defaults)
 
 
+def task_network_defaults(kind: str) -> dict:
+    """Keyword arguments of the task network ``kind`` at the size its paper uses."""
+    _, defaults = _lookup(_TASK_NETWORKS, kind, "task network", TASK_NETWORKS)
+    return dict(defaults)
+
+
 def build_generator(family: str, **kwargs) -> nn.Module:
     """The generator of ``family``; ``kwargs`` override the paper defaults."""
     cls, defaults = _lookup(_GENERATORS, family, "model family", FAMILIES)

@@ -1,11 +1,12 @@
 """Training of every model family on paired image folders, with exact resume.
 
-``train(family, data_dir, out_path, steps=...)`` is the entry point; see docs/training.md.
-The names below are imported lazily, so that reading ``TRAINING_FAMILIES`` (the command
-line's choices) does not load PyTorch.
+``train(TrainingConfig(family, data_dir, out_path, steps=...))``, or the same settings as
+``train(family, data_dir, out_path, steps=...)``, is the entry point; see docs/training.md.
+The names below are imported lazily, so that reading ``TRAINING_FAMILIES`` or the typed
+settings (the command line's choices and options) does not load PyTorch.
 """
 
-TRAINING_FAMILIES = ("tagan", "tagan-live", "unet-live", "tcan", "wang", "l2l", "pix2pix")
+from .config import TRAINING_FAMILIES, TaskOptions, TrainingConfig, command_line_options, family_settings
 
 _LAZY = {
     "checkpoint_folder": "checkpoints",
@@ -17,7 +18,7 @@ _LAZY = {
     "training_defaults": "trainers",
 }
 
-__all__ = ["TRAINING_FAMILIES", *_LAZY]
+__all__ = ["TRAINING_FAMILIES", "TaskOptions", "TrainingConfig", "command_line_options", "family_settings", *_LAZY]
 
 
 def __getattr__(name):

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..errors import NanoscopyError
-from ..inference import _input_affine
 from ..io import read_image, read_json_object
+from ..normalisation import Normaliser, fit_affine
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 MANIFEST_FILE = "dataset.json"
@@ -216,14 +216,12 @@ def _is_mask(tasks: list[np.ndarray]) -> bool:
 
 
 def _normalised(image: np.ndarray, spec: dict[str, Any], path: Path) -> np.ndarray:
-    """Per-channel normalisation by the Restorer's own function, so training and inference agree."""
-    out = np.empty(image.shape, dtype=np.float32)
+    """Per-channel normalisation by the Restorer's own normaliser, so training and inference agree."""
     for channel, plane in enumerate(image):
         if spec["mode"] != "fixed" and plane.min() == plane.max():
             where = f"channel {channel} of {path}" if len(image) > 1 else str(path)
             raise NanoscopyError(f"{where} is constant (every pixel is {plane.min():g}); remove this pair from the training folder.")
-        out[channel] = _input_affine(plane, spec, channel, 0).apply(plane)
-    return out
+    return Normaliser((spec,) * len(image)).fit(image).apply(image)
 
 
 def _images_in(folder: Path, kind: str, required: bool) -> dict[str, Path] | None:
@@ -337,7 +335,7 @@ def sted_patch_channels(sted: np.ndarray, mask: np.ndarray, spec: dict[str, Any]
     channels[0] = low
     revealed = sted[mask]
     if revealed.size and revealed.min() < revealed.max():
-        channels[0][mask] = _input_affine(revealed[np.newaxis], spec, 0, 0).apply(revealed)
+        channels[0][mask] = fit_affine(revealed[np.newaxis], spec).apply(revealed)
     channels[1] = np.where(mask, 1.0, -1.0)
     return channels
 

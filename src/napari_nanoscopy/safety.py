@@ -5,7 +5,8 @@ outside their folder, and archives are extracted within limits.
   (an absolute path, ``..`` or a symbolic link).
 - :func:`extract_zip`: extracts a .zip member by member, refusing unsafe names and links,
   and counting the bytes actually written against limits on the number of members, the size
-  of each and the total (a zip bomb stops at the limit instead of filling the disk).
+  of each and the total (a zip bomb stops at the limit instead of filling the disk);
+  :func:`extracted_zip` does so into a scratch folder that is removed afterwards.
 - :func:`load_torchscript`: TorchScript weights, loaded only when no code in them runs at load
   time (``__setstate__`` methods and native custom classes, found by scanning the archive
   before loading) and run only when every graph (every method of every submodule and every
@@ -19,13 +20,16 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
-from ..errors import NanoscopyError
+from .errors import NanoscopyError
 
 # Limits for extracting a model .zip (module attributes, so tests can lower them).
 MAX_ZIP_MEMBERS = 1000
@@ -117,6 +121,20 @@ def extract_zip(archive: zipfile.ZipFile, dest: Path, source: str) -> None:
                 f"{source} cannot be extracted: its member {info.filename} failed ({error}); the .zip is damaged "
                 "or the disk is full, so download or zip the package again, or free disk space."
             ) from None
+
+
+@contextmanager
+def extracted_zip(path: Path) -> Iterator[Path]:
+    """The model .zip at ``path`` extracted safely (:func:`extract_zip`) into a scratch folder,
+    which is removed when the block ends."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise NanoscopyError(f"{path} is not a valid .zip file; give a model package folder or its .zip.") from None
+    with archive, tempfile.TemporaryDirectory(prefix="nanoscopy-model-") as scratch:
+        root = Path(scratch).resolve()
+        extract_zip(archive, root, str(path))
+        yield root
 
 
 def _check_member_size(source: str, name: str, size: int, redo: str) -> None:
