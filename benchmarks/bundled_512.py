@@ -52,7 +52,7 @@ def main() -> None:
         if restorer.card.family == "tagan-live":
             mask = np.zeros((SIZE, SIZE), bool)
             mask[200:300, 200:300] = True  # one 100-px cell, as the live pipeline reveals
-            spec = restorer.card.normalization["sted_patch"]
+            spec = restorer.card.normalization.sted_patch
             image, channel_axis = np.concatenate([confocal[None], sted_patch_channels(sted, mask, spec)]), 0
         elif restorer.card.training.get("method") == "unet-live":
             image = sted

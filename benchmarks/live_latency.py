@@ -141,8 +141,8 @@ def main() -> None:
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0)),
                     "torch_threads": torch.get_num_threads(), "device": args.device, "torch": torch.__version__},
-        "models": {"generator": generator.card.name, "generator_kwargs": generator.card.generator,
-                   "segmenter": segmenter.card.name, "segmenter_kwargs": segmenter.card.task_network},
+        "models": {"generator": generator.card.name, "generator_kwargs": generator.card.generator.to_dict(),
+                   "segmenter": segmenter.card.name, "segmenter_kwargs": segmenter.card.task_network.to_dict()},
         "field": f"{args.size}x{args.size}, ROI {args.roi}, patch {args.patch}, {args.samples} samples, "
                  f"disparity {args.disparity}, policy {args.policy}, precision {args.precision}"
                  + (", compiled" if args.compile else ""),

@@ -77,8 +77,8 @@ def _calibration_series(seed, stimulus, args, generator, segmenter, folder) -> t
         session = read_session(folder)
         records = session.records_of("decision")
         reference = next(a for a in session.acquisitions if a["kind"] == "reference")
-        index = list(segmenter.card.task["outputs"]).index(settings.segment_class)
-        binarisation = float(segmenter.card.task["thresholds"][index])
+        index = segmenter.card.task.outputs.index(settings.segment_class)
+        binarisation = segmenter.card.task.thresholds[index]
         image = session.image(reference)[np.newaxis]  # segmented as LivePipeline._set_reference does
         outputs = Restorer(segmenter, device=args.device).restore(image, pixel_size_nm=reference["pixel_size_nm"],
                                                                   samples=1).task

@@ -14,6 +14,7 @@ For each mode, on the same images and seeds:
 
 import argparse
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from scipy.stats import spearmanr
 
 from napari_nanoscopy import load_model
 from napari_nanoscopy.analysis import psnr, ssim
+from napari_nanoscopy.card import Fixed
 from napari_nanoscopy.inference import Restorer
 from napari_nanoscopy.io import read_image
 from napari_nanoscopy.packages import ModelPackage
@@ -40,8 +42,9 @@ def crop_and_tiling(restorer: Restorer, image: np.ndarray, samples: int, tile: i
     # Normalise the crop with the whole image's percentiles, so only the network can differ.
     card = copy.deepcopy(restorer.card)
     spec = card.input_normalizations()[0]
-    low, high = np.percentile(image, [spec.get("low", 1.0), spec.get("high", 99.8)])
-    card.normalization["input"] = {"mode": "fixed", "min": float(low), "max": float(high), "range": spec["range"]}
+    low, high = np.percentile(image, [getattr(spec, "low", 1.0), getattr(spec, "high", 99.8)])
+    pinned_spec = Fixed(min=float(low), max=float(high), range=spec.range)
+    card.normalization = dataclasses.replace(card.normalization, inputs=(pinned_spec,), shared=True)
     package = ModelPackage(card, restorer.package.generator, restorer.package.task_network, "pinned normalisation")
     pinned = Restorer(package, device="cpu", mc_mode=restorer.mc_mode)
     whole = pinned.restore(image, samples=samples, seed=1).mean

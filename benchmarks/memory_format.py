@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from napari_nanoscopy.bench import _agreement, paper_package
-from napari_nanoscopy.inference import _Network
+from napari_nanoscopy.bench import agreement as array_agreement, paper_package
+from napari_nanoscopy.network_runtime import RestorationNetwork
 from napari_nanoscopy.models import FAMILIES
 from napari_nanoscopy.formats import load_model
 from napari_nanoscopy.packages import bundled_model_names
@@ -30,12 +30,12 @@ BUNDLED = ["tagan-nanodomains", "tagan-live-factin", "tcan-filaments", "wang-bea
 
 def agreement(fast: torch.Tensor, exact: torch.Tensor) -> dict:
     """Max abs error and PSNR on the scale of ``exact``'s range, as `bench --only precision` reports them."""
-    return _agreement(fast.float().numpy(), exact.numpy())
+    return array_agreement(fast.float().numpy(), exact.numpy())
 
 
 def measure(package, size: int, batch: int, repeats: int) -> dict:
     torch.manual_seed(0)
-    nchw = _Network(package.generator, package.task_network).eval()
+    nchw = RestorationNetwork(package.generator, package.task_network).eval()
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     bf16 = copy.deepcopy(nhwc).to(torch.bfloat16)
     x = torch.randn(batch, package.generator.in_channels, size, size).clamp(-1, 1)

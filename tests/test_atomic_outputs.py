@@ -11,13 +11,14 @@ import pytest
 
 from napari_nanoscopy import cli
 from napari_nanoscopy import io as nio
+from napari_nanoscopy import outputs as staging
 from napari_nanoscopy.io import OutputAppeared, StagedOutputs, read_image, write_image
 
 # Runs `napari-nanoscopy restore ARGS...` with the writing made slow: once the first output (or
 # the chunked restoration) is complete on disk, it touches MARKER and waits to be terminated.
 SLOW_WRITE_SCRIPT = """
 import pathlib, sys, time
-from napari_nanoscopy import cli, io, restore_files as large
+from napari_nanoscopy import cli, io, restore_job as large
 marker, stage, *args = sys.argv[1:]
 
 def then_wait(write):
@@ -115,7 +116,7 @@ def test_two_runs_to_the_same_path_one_wins_and_the_other_is_refused(suffix, pac
     out = tmp_path / f"restored{suffix}"
     both_restored = threading.Barrier(2, timeout=300)
     if suffix == ".zarr":
-        from napari_nanoscopy import restore_files as large
+        from napari_nanoscopy import restore_job as large
 
         real_restore = large.restore_chunked
 
@@ -167,14 +168,14 @@ def test_publishing_takes_back_every_output_when_one_cannot_be_placed(tmp_path):
 def test_overwrite_puts_back_what_it_replaced_when_publishing_fails(tmp_path, monkeypatch):
     first, second = tmp_path / "a.tif", tmp_path / "b.tif"
     first.write_bytes(b"previous")
-    real_move = nio._move_exclusively
+    real_move = staging._move_exclusively
 
     def disk_full_on_second(source, target):
         if target == second:
             raise OSError(28, "No space left on device")
         real_move(source, target)
 
-    monkeypatch.setattr(nio, "_move_exclusively", disk_full_on_second)
+    monkeypatch.setattr(staging, "_move_exclusively", disk_full_on_second)
     with pytest.raises(OSError, match="No space"):
         with StagedOutputs(overwrite=True) as staged:
             staged.stage(first).write_bytes(b"new")
@@ -194,7 +195,7 @@ def test_overwrite_never_replaces_a_folder_with_a_file(tmp_path):
 
 def test_a_signal_while_publishing_takes_back_the_outputs_already_placed(tmp_path, monkeypatch):
     outputs = [tmp_path / "a.tif", tmp_path / "b.tif"]
-    real_move = nio._move_exclusively
+    real_move = staging._move_exclusively
     handled = []
 
     def terminated_after_the_first(source, target):
@@ -203,7 +204,7 @@ def test_a_signal_while_publishing_takes_back_the_outputs_already_placed(tmp_pat
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)  # Python runs a pending handler here, unless publishing holds it
 
-    monkeypatch.setattr(nio, "_move_exclusively", terminated_after_the_first)
+    monkeypatch.setattr(staging, "_move_exclusively", terminated_after_the_first)
     previous = signal.signal(signal.SIGTERM, lambda number, frame: handled.append(number))
     try:
         with pytest.raises(KeyboardInterrupt):

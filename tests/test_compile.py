@@ -10,7 +10,7 @@ from napari_nanoscopy import inference
 from napari_nanoscopy.cli import main
 from napari_nanoscopy.io import write_image
 
-compile_here = inference._compile_problem(torch.device("cpu")) is None
+compile_here = inference.compile_problem(torch.device("cpu")) is None
 
 
 @pytest.mark.skipif(not compile_here, reason="no C++ compiler for torch.compile's CPU backend")
@@ -46,7 +46,7 @@ def test_chunked_restoration_keeps_the_restorers_compile(packages_dir):
 
 
 def test_compile_is_refused_with_a_reason_where_it_cannot_run(packages_dir, smooth_image, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(inference, "_compile_problem", lambda device: "no compiler here")
+    monkeypatch.setattr(inference, "compile_problem", lambda device: "no compiler here")
     with pytest.raises(NanoscopyError, match="no compiler here.*without compile"):
         Restorer(str(packages_dir / "l2l"), device="cpu", compile=True)
     source = tmp_path / "confocal.ome.tif"

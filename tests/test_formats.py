@@ -154,13 +154,7 @@ def test_format_modules_import_first_in_a_fresh_process(module):
 
 # Private names still imported across modules by code other refactors of issue 16 own; remove an
 # entry when its name is made public or moved.
-NOT_YET_PUBLIC = {
-    ("_widgets/_common.py", "_pixel_size_nm"),
-    ("_widgets/_sample_data.py", "_class_colormap"),
-    ("_widgets/live.py", "_hardware_settings"),
-    ("bench.py", "_bf16_problem"),
-    ("live/simulator.py", "_follow_structure"),
-}
+NOT_YET_PUBLIC: set[tuple[str, str]] = set()
 
 
 def test_no_module_imports_another_modules_private_name():

@@ -8,7 +8,7 @@ import torch
 
 from napari_nanoscopy import NanoscopyError, Restorer, restore
 from napari_nanoscopy import inference
-from napari_nanoscopy.inference import _plan_axis, _computed_pixels
+from napari_nanoscopy.tiling import computed_pixels, plan_axis
 from napari_nanoscopy.models import build_generator
 from napari_nanoscopy.models.tagan import UnetGenerator
 from napari_nanoscopy.packages import ModelPackage
@@ -55,7 +55,7 @@ def test_channels_last_restoration_matches_a_plain_nchw_pass(family):
 
 def test_a_given_tile_whose_last_core_is_narrower_than_the_cross_fade(packages_dir, smooth_image):
     """160 px in 76-px tiles leaves an 8-px last core: it joins its neighbour instead of crashing the blend."""
-    plan = _plan_axis(160, 76, 40, inference.BLEND_WIDTH, 4)
+    plan = plan_axis(160, 76, 40, inference.BLEND_WIDTH, 4)
     assert len(plan.starts) == 2 and plan.starts[-1] + plan.lengths[-1] == 160
     assert all(b - a >= inference.BLEND_WIDTH for a, b in plan.spans)
     np.testing.assert_allclose(sum(np.pad(w, (a, 160 - b)) for w, (a, b) in zip(plan.weights, plan.spans)), 1.0,
@@ -69,7 +69,7 @@ def test_a_given_tile_whose_last_core_is_narrower_than_the_cross_fade(packages_d
     assert np.abs(tiled.task - untiled.task).max() <= 1e-4 * np.abs(untiled.task).max()
 
 
-bf16_here = inference._bf16_problem(torch.device("cpu")) is None
+bf16_here = inference.bf16_problem(torch.device("cpu")) is None
 
 
 @pytest.mark.skipif(not bf16_here, reason="this CPU has no native bfloat16")
@@ -91,7 +91,7 @@ def test_bf16_restoration_is_float32_and_close_to_fp32(packages_dir, smooth_imag
 
 
 def test_bf16_where_it_is_not_supported_says_what_to_do(packages_dir, monkeypatch):
-    monkeypatch.setattr(inference, "_bf16_problem", lambda device: "this CPU has no native bfloat16 arithmetic")
+    monkeypatch.setattr(inference, "bf16_problem", lambda device: "this CPU has no native bfloat16 arithmetic")
     with pytest.raises(NanoscopyError, match="no native bfloat16.*use precision fp32"):
         Restorer(str(packages_dir / "l2l"), device="cpu", precision="bf16")
     with pytest.raises(NanoscopyError, match="precision must be one of fp32, bf16"):
@@ -128,7 +128,7 @@ def test_large_images_get_windows_within_the_memory_budget(packages_dir, monkeyp
     assert window * (per_item + per_tile) <= 128 * mib and batch >= 1
     assert len(plans[0].starts) * len(plans[1].starts) > 4
     small, _ = restorer.plan((1024, 1024))  # small images still run in one window
-    assert _computed_pixels(small) == 1.0
+    assert computed_pixels(small) == 1.0
 
 
 def test_memory_frugality_costs_at_most_twice_the_pixels(packages_dir, monkeypatch):
@@ -137,7 +137,7 @@ def test_memory_frugality_costs_at_most_twice_the_pixels(packages_dir, monkeypat
     restorer = Restorer(str(packages_dir / "l2l"), device="cpu")
     monkeypatch.setattr(restorer, "_probed_bytes", 20000.0)  # a very wide network: tiny windows by the rule
     plans, _ = restorer.plan((8192, 8192))
-    assert _computed_pixels(plans) <= inference.MAX_MEMORY_OVERHEAD
+    assert computed_pixels(plans) <= inference.MAX_MEMORY_OVERHEAD
 
 
 def test_cli_restore_precision(packages_dir, tmp_path, smooth_image, capsys):
@@ -174,7 +174,7 @@ def test_folded_batchnorm_gives_the_same_dropout_samples(build):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
-    folded = inference._fold_batchnorm(network)
+    folded = inference.fold_batchnorm(network)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
     x = torch.randn(2, network.in_channels, 64, 64)

@@ -11,7 +11,7 @@ import torch
 
 from napari_nanoscopy import NanoscopyError, Restorer, load_model
 from napari_nanoscopy.cli import main
-from napari_nanoscopy.inference import _bf16_problem
+from napari_nanoscopy.network_runtime import bf16_problem as _bf16_problem
 from napari_nanoscopy.io import read_image, write_image
 from napari_nanoscopy.blocks import output_shape
 from napari_nanoscopy.chunked import restore_chunked

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from napari_nanoscopy.errors import NanoscopyError
-from napari_nanoscopy.inference import _bf16_problem
+from napari_nanoscopy.network_runtime import bf16_problem as _bf16_problem
 from napari_nanoscopy.io import read_image
 from napari_nanoscopy.live import (
     CONFOCAL,
@@ -472,7 +472,7 @@ def test_a_crash_mid_session_loses_no_frame_and_leaves_a_valid_log(live_models, 
 def test_compile_setting_reaches_both_networks(live_models, tmp_path, monkeypatch):
     from napari_nanoscopy import inference
 
-    monkeypatch.setattr(inference, "_compile_problem", lambda device: None)
+    monkeypatch.setattr(inference, "compile_problem", lambda device: None)
     monkeypatch.setattr(inference.torch, "compile", lambda network: ("compiled", network))  # nothing runs here
     pipeline = LivePipeline(simulator(frames=1), tmp_path / "s", settings(live_models, compile=True))
     try:

@@ -6,6 +6,7 @@ before any heavy work; broken weights give an error instead of a written file. T
 or allocated gigabytes before run under a deadline (``deadline`` fixture).
 """
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -17,7 +18,8 @@ import torch
 
 from napari_nanoscopy import cli
 from napari_nanoscopy.errors import NanoscopyError
-from napari_nanoscopy.inference import Restorer, _axis_options
+from napari_nanoscopy.inference import Restorer
+from napari_nanoscopy.tiling import axis_options as _axis_options
 from napari_nanoscopy.io import write_image
 from napari_nanoscopy.formats import load_model
 from napari_nanoscopy.packages import CARD_FILE
@@ -150,7 +152,7 @@ def test_nan_or_constant_output_is_an_error(packages_dir, image, fill, phrase):
 
 def test_empty_segmentation_is_not_refused(packages_dir, image):
     restorer = Restorer(str(packages_dir / "tagan-task"), device="cpu")
-    restorer.card.task["thresholds"] = [1e9, 1e9]  # nothing passes: all-zero labels are a valid answer
+    restorer.card.task = dataclasses.replace(restorer.card.task, thresholds=(1e9, 1e9))  # nothing passes: all-zero labels are a valid answer
     result = restorer.restore(image)
     assert result.labels.max() == 0 and np.ptp(result.mean) > 0
 

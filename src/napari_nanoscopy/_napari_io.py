@@ -41,7 +41,7 @@ def read_tiff(path: str) -> list[tuple]:
     return [(image.data, kwargs, layer_type)]
 
 
-def _pixel_size_nm(meta: dict[str, Any]) -> float | None:
+def pixel_size_from_meta(meta: dict[str, Any]) -> float | None:
     """The layer's Y/X pixel size in nm, or None when its scale carries no physical unit."""
     scale = meta.get("scale")
     if scale is None:
@@ -71,7 +71,7 @@ def _write(path: str, data: Any, meta: dict[str, Any], layer_type: str) -> list[
     provenance.update(layer_name=meta.get("name"), layer_type=layer_type)
     if layer_type == "labels" and array.dtype == np.int64:
         array = array.astype(np.int32)  # OME has no 64-bit integer pixels
-    write_image(path, array, pixel_size_nm=_pixel_size_nm(meta), axes=axes, metadata=provenance)
+    write_image(path, array, pixel_size_nm=pixel_size_from_meta(meta), axes=axes, metadata=provenance)
     return [path]
 
 

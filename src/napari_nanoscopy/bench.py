@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from .bench_timing import machine, sync_device, timed, timed_pair
 from .errors import NanoscopyError
 from .limits import check_int
 
@@ -68,79 +67,6 @@ QUICK = dict(size=64, repeats=1, memory_size=128, mc_size=64, mc_samples=3, tili
              live=dict(size=128, frames=1, samples=2), all_bundled=False, warm_up=False)
 QUICK_TILING_MODEL = dict(base_filters=8, depth=1, kernel_size=3)  # l2l generator, halo 26 px
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
-
-
-# --- the machine -----------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """What the figures were measured on (CPU, cores, threads, load, versions, CUDA device)."""
-    from . import __version__
-
-    info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "architecture": platform.machine(),
-        "cores_available": _cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "napari_nanoscopy": __version__,
-        "device": str(device),
-        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cuda_available": torch.cuda.is_available(),
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
-    try:
-        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        info["memory_gb"] = round(int(meminfo["MemTotal"].split()[0]) / 2**20, 1)
-    except (OSError, KeyError, ValueError):
-        pass
-    return info
-
-
-# --- timing helpers ------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
-    """Min and median wall time of ``repeats`` calls (the caller warms up first)."""
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        function()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return {"min_s": min(times), "median_s": statistics.median(times), "repeats": repeats}
-
-
-def timed_pair(first: Callable[[], Any], second: Callable[[], Any], repeats: int, device) -> tuple[dict, dict]:
-    """Time two calls alternately (first, second, first, ...), so a changing load hits both alike."""
-    runs: tuple[list, list] = ([], [])
-    for _ in range(repeats):
-        for function, times in zip((first, second), runs):
-            times.extend([timed(function, 1, device)["min_s"]])
-    return tuple({"min_s": min(t), "median_s": statistics.median(t), "repeats": repeats} for t in runs)
 
 
 def field(size: int, seed: int = SEED) -> np.ndarray:
@@ -205,7 +131,7 @@ def _warm_up(restorer, device) -> None:
         return
     image = model_input(restorer, 2 * restorer.size_multiple if restorer.size_multiple > 32 else 64)
     _restore_call(restorer, image, samples=1)()
-    _sync(device)
+    sync_device(device)
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -292,7 +218,7 @@ def bench_mc(package, size: int, samples: int, repeats: int, device, precision: 
     }
 
 
-def _agreement(fast: np.ndarray, exact: np.ndarray) -> dict:
+def agreement(fast: np.ndarray, exact: np.ndarray) -> dict:
     """Max abs error and PSNR of ``fast`` against ``exact``, on the scale of ``exact``'s range."""
     scale = float(np.ptp(exact)) or 1.0
     error = (fast.astype(np.float64) - exact) / scale
@@ -302,9 +228,10 @@ def _agreement(fast: np.ndarray, exact: np.ndarray) -> dict:
 
 def bench_precision(packages: list[tuple[str, Any]], size: int, repeats: int, device) -> list[dict]:
     """bf16 vs fp32: time of one deterministic restoration and the bf16 output's agreement with fp32."""
-    from .inference import Restorer, _bf16_problem
+    from .inference import Restorer
+    from .network_runtime import bf16_problem
 
-    problem = _bf16_problem(device)
+    problem = bf16_problem(device)
     if problem is not None:
         return [{"skipped": f"bf16 is not measured: {problem}"}]
     rows = []
@@ -320,9 +247,9 @@ def bench_precision(packages: list[tuple[str, Any]], size: int, repeats: int, de
         fp32, bf16 = timed_pair(exact_call, fast_call, repeats, device)
         row = {"kind": kind, "model": exact_restorer.card.name, "family": exact_restorer.card.family, "size": size,
                "fp32": fp32, "bf16": bf16, "speedup_best": fp32["min_s"] / bf16["min_s"],
-               "speedup_median": fp32["median_s"] / bf16["median_s"], "output": _agreement(fast.mean, exact.mean)}
+               "speedup_median": fp32["median_s"] / bf16["median_s"], "output": agreement(fast.mean, exact.mean)}
         if exact.task is not None:
-            row["task"] = _agreement(fast.task, exact.task)
+            row["task"] = agreement(fast.task, exact.task)
         rows.append(row)
     return rows
 
@@ -396,10 +323,10 @@ def _conv_peak(device, size: int, repeats: int, seconds: float) -> dict:
         x = torch.randn(1, channels, side, side, device=device)
         with torch.inference_mode():
             conv(x)  # warm-up
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             conv(x)
-            _sync(device)
+            sync_device(device)
             loops = max(1, min(200, int(seconds / max(time.perf_counter() - start, 1e-6))))
             timing = timed(lambda: [conv(x) for _ in range(loops)], max(3, repeats), device)
         timing = {key: value / loops if key.endswith("_s") else value for key, value in timing.items()}
@@ -464,6 +391,25 @@ def _script(name: str, arguments: list[str], timeout: float | None) -> dict:
 # --- the whole run ---------------------------------------------------------------------------
 
 
+@dataclass
+class _Run:
+    """What every benchmark section needs: the settings, the device and the models to measure."""
+
+    plan: dict[str, Any]
+    device: torch.device
+    precision: str
+    quick: bool
+    size_given: bool
+    say: Callable[[str], None]
+    bundled: list[str]
+    per_family: dict[str, str]  # the first bundled model of each family
+    memory_model: str
+
+    @property
+    def chosen(self) -> list[str]:
+        return self.bundled if self.plan["all_bundled"] else list(self.per_family.values())
+
+
 def run_benchmarks(
     quick: bool = False,
     device: str | torch.device | None = "auto",
@@ -477,7 +423,6 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run the benchmark ``sections`` and return their figures (JSON-serialisable)."""
     from .inference import PRECISIONS, resolve_device
-    from .models import FAMILIES
     from .formats import load_model
     from .packages import bundled_model_names
 
@@ -496,7 +441,6 @@ def run_benchmarks(
     resolved = resolve_device(device)
     if precision not in PRECISIONS:
         raise NanoscopyError(f"The benchmark precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
-    say = progress or (lambda text: None)
     WARM_UP[0] = plan["warm_up"]
     torch.manual_seed(SEED)
     np.random.seed(SEED)
@@ -508,163 +452,111 @@ def run_benchmarks(
     per_family: dict[str, str] = {}
     for name in bundled:
         per_family.setdefault(load_model(name).card.family, name)
-    chosen = bundled if plan["all_bundled"] else list(per_family.values())
-
-    if "throughput" in sections:
-        say("throughput at paper size")
-        rows = bench_throughput([("paper-size", paper_package(f)) for f in FAMILIES], plan["size"], plan["repeats"],
-                                resolved, precision)
-        say("throughput of the bundled models")
-        rows += bench_throughput([("bundled", load_model(n)) for n in chosen], plan["size"], plan["repeats"], resolved,
-                                 precision)
-        missing = [f for f in FAMILIES if f not in per_family]
-        report["throughput"] = {"rows": rows, "families_without_bundled_model": missing}
-    if "precision" in sections:
-        say("bf16 vs fp32")
-        families = ["tagan", "l2l"] if quick else list(FAMILIES)
-        packages = [("paper-size", paper_package(f)) for f in families]
-        packages += [("bundled", load_model(per_family[f])) for f in FAMILIES if f in per_family]
-        report["precision"] = bench_precision(packages, plan["size"], plan["repeats"], resolved)
-    if "tiling" in sections:
-        say("tiling overhead")
-        tiling_size = max(plan["tiling_size"], plan["size"] if size else 0)
-        if quick:  # quick images are smaller than the automatic window: a given tile (2 x 2 windows)
-            report["tiling"] = [bench_tiling(paper_package("l2l", **QUICK_TILING_MODEL), tiling_size,
-                                             plan["repeats"], resolved, tiling_size // 2, precision)]
-        else:
-            report["tiling"] = [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], resolved,
-                                             precision=precision),
-                                bench_tiling(load_model(per_family.get("tagan", bundled[0])), tiling_size,
-                                             plan["repeats"], resolved, precision=precision)]
-    if "mc" in sections:
-        say("Monte-Carlo batching")
-        rows = [bench_mc(load_model(per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved,
-                         precision)]
-        if not quick:
-            rows.append(bench_mc(paper_package("tagan"), plan["mc_size"], plan["mc_samples"], plan["repeats"], resolved,
-                                 precision))
-        report["mc"] = rows
-    if "memory" in sections:
-        say(f"peak memory of a {plan['memory_size']}x{plan['memory_size']} restoration")
-        report["memory"] = bench_memory(memory_model, plan["memory_size"], resolved, precision)
-    if "roofline" in sections:
-        say("roofline")
-        families = ["tagan", "l2l"] if quick else list(FAMILIES)
-        report["roofline"] = bench_roofline(families, plan["roofline_size"], plan["repeats"], resolved,
-                                            plan["conv_peak_s"])
-    timeout = 300.0 if quick else None
-    if "optical_flow" in sections:
-        say("Horn-Schunck optical flow (benchmarks/optical_flow.py)")
-        report["optical_flow"] = _script(
-            "optical_flow.py", ["--size", str(plan["flow_size"]), "--repeats", str(plan["flow_repeats"])], timeout)
-    if "live_latency" in sections:
-        say("live decision latency (benchmarks/live_latency.py)")
-        live = plan["live"]
-        arguments = ["--models", "bundled", "--size", str(live["size"]), "--frames", str(live["frames"]),
-                     "--samples", str(live["samples"]), "--device", str(resolved)]
-        if quick:
-            arguments += ["--roi", str(live["size"] // 2), "--patch", str(live["size"] // 4)]
-        report["live_latency"] = _script("live_latency.py", arguments, timeout)
+    run = _Run(plan, resolved, precision, quick, bool(size), progress or (lambda text: None), bundled, per_family,
+               memory_model)
+    for section, measure in _SECTION_RUNS.items():
+        if section in sections:
+            report[section] = measure(run)
     report["total_s"] = time.perf_counter() - started
     return report
 
 
-# --- the report as text ----------------------------------------------------------------------
+def _throughput_section(run: _Run) -> dict:
+    from .formats import load_model
+    from .models import FAMILIES
+
+    plan = run.plan
+    run.say("throughput at paper size")
+    rows = bench_throughput([("paper-size", paper_package(f)) for f in FAMILIES], plan["size"], plan["repeats"],
+                            run.device, run.precision)
+    run.say("throughput of the bundled models")
+    rows += bench_throughput([("bundled", load_model(n)) for n in run.chosen], plan["size"], plan["repeats"],
+                             run.device, run.precision)
+    missing = [f for f in FAMILIES if f not in run.per_family]
+    return {"rows": rows, "families_without_bundled_model": missing}
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+def _precision_section(run: _Run) -> list[dict]:
+    from .formats import load_model
+    from .models import FAMILIES
+
+    run.say("bf16 vs fp32")
+    families = ["tagan", "l2l"] if run.quick else list(FAMILIES)
+    packages = [("paper-size", paper_package(f)) for f in families]
+    packages += [("bundled", load_model(run.per_family[f])) for f in FAMILIES if f in run.per_family]
+    return bench_precision(packages, run.plan["size"], run.plan["repeats"], run.device)
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """The figures as Markdown tables."""
-    m = report["machine"]
-    lines = [
-        f"machine: {m['cpu']} ({m['architecture']}), {m['cores_available']} core(s) available, "
-        f"{m['torch_threads']} torch threads, torch {m['torch']}, device {m['device']}"
-        + (f" ({m['cuda_device']})" if m.get("cuda_device") else "")
-        + (f", load average {m['load_average_1min_at_start']} at start" if "load_average_1min_at_start" in m else ""),
-        f"{'quick smoke run' if report['quick'] else 'full run'}, {report['settings']['precision']}, seed {report['seed']}, "
-        f"{report['settings']['repeats']} repeat(s) after a warm-up; total {report['total_s']:.0f} s",
-    ]
-    if "throughput" in report:
-        lines += ["", "Restoration throughput (one deterministic pass)", "",
-                  "| kind | model | parameters | input | windows | min s | median s | Mpx/s (best) | Mpx/s (median) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in report["throughput"]["rows"]:
-            lines.append(f"| {r['kind']} | {r['model']} | {r['parameters'] / 1e6:.2f} M | {r['size']}x{r['size']} | "
-                         f"{r['windows']} | {_fmt(r['min_s'])} | {_fmt(r['median_s'])} | "
-                         f"{_fmt(r['megapixels_per_s_best'])} | {_fmt(r['megapixels_per_s_median'])} |")
-        if report["throughput"]["families_without_bundled_model"]:
-            lines.append(f"(no bundled model of: {', '.join(report['throughput']['families_without_bundled_model'])})")
-    if "precision" in report:
-        lines += ["", "bf16 vs fp32 (one deterministic pass; errors on the scale of the fp32 output's range)", ""]
-        rows = report["precision"]
-        if rows and "skipped" in rows[0]:
-            lines.append(rows[0]["skipped"])
-        else:
-            lines += ["| kind | model | input | fp32 min s | bf16 min s | speed-up (best / median) | max abs error "
-                      "| PSNR dB | task max abs error | task PSNR dB |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for r in rows:
-                task = r.get("task")
-                lines.append(f"| {r['kind']} | {r['model']} | {r['size']}x{r['size']} | {_fmt(r['fp32']['min_s'])} | "
-                             f"{_fmt(r['bf16']['min_s'])} | {r['speedup_best']:.2f}x / {r['speedup_median']:.2f}x | "
-                             f"{r['output']['max_abs_error']:.4f} | {r['output']['psnr_db']:.1f} | "
-                             + (f"{task['max_abs_error']:.4f} | {task['psnr_db']:.1f} |" if task else "- | - |"))
-    if "tiling" in report:
-        lines += ["", "Tiling overhead (tiled / one-shot time, same pixels)", "",
-                  "| model | input | tile | windows | computed px | tiled min / median s | one-shot min / median s "
-                  "| overhead (best) | overhead (median) | max rel. difference |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in report["tiling"]:
-            lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {r['tile_size']} ({r['tile_choice']}) | "
-                         f"{r['windows'] if r['windows'] is not None else '-'} | {r['computed_pixels']:.2f} | "
-                         f"{_fmt(r['tiled']['min_s'])} / {_fmt(r['tiled']['median_s'])} | "
-                         f"{_fmt(r['one_shot']['min_s'])} / {_fmt(r['one_shot']['median_s'])} | "
-                         f"{r['overhead_best']:.3f} | {r['overhead_median']:.3f} | {r['max_relative_difference']:.1e} |")
-    if "mc" in report:
-        lines += ["", "Monte-Carlo samples: batched vs sequential forward passes", "",
-                  "| model | input | samples | batch | batched min / median s | sequential min / median s "
-                  "| speed-up (best) | speed-up (median) |", "|---|---|---|---|---|---|---|---|"]
-        for r in report["mc"]:
-            lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {r['samples']} | {r['batch_size']} | "
-                         f"{_fmt(r['batched']['min_s'])} / {_fmt(r['batched']['median_s'])} | "
-                         f"{_fmt(r['sequential']['min_s'])} / {_fmt(r['sequential']['median_s'])} | "
-                         f"{r['speedup_best']:.2f}x | {r['speedup_median']:.2f}x |")
-    if "memory" in report:
-        r = report["memory"]
-        lines += ["", f"Peak memory: {r['model']}, {r['size']}x{r['size']} float32 "
-                      f"({r['input_bytes'] / 2**20:.0f} MiB input), {r['seconds']:.1f} s: "
-                      f"peak {r['peak_bytes'] / 2**20:.0f} MiB resident, {r['baseline_bytes'] / 2**20:.0f} MiB before "
-                      f"the input existed; peak / input = {r['peak_over_input']:.2f} ({r['windows']} windows computing "
-                      f"{r['computed_pixels']:.2f}x the pixels, {r['activation_bytes_per_pixel']:.0f} activation bytes "
-                      f"per window pixel, {r['precision']})"]
-    if "roofline" in report:
-        peak = report["roofline"]["conv_peak"]
-        lines += ["", f"Roofline: dense 3x3 convolution peak {peak['flops_per_s'] / 1e9:.1f} GFLOP/s "
-                      f"({peak['channels']} channels, {peak['side']}x{peak['side']})", "",
-                  "| generator (paper size) | input | GFLOP / pass | min s | GFLOP/s | ratio to peak |",
-                  "|---|---|---|---|---|---|"]
-        for r in report["roofline"]["generators"]:
-            lines.append(f"| {r['family']} | {r['size']}x{r['size']} | {r['gflop_per_pass']:.2f} | {_fmt(r['min_s'])} | "
-                         f"{r['flops_per_s'] / 1e9:.1f} | {r['roofline_ratio']:.2f} |")
-    if "optical_flow" in report:
-        r = report["optical_flow"]
-        lines += ["", "Horn-Schunck optical flow (benchmarks/optical_flow.py)"]
-        if "speedup_9_pairs" in r:
-            lines.append(f"{r['images']}: reference {_fmt(r['reference_9_pairs']['min_s'])} s, ours "
-                         f"{_fmt(r['ours_9_pairs']['min_s'])} s (min), speed-up {r['speedup_9_pairs']:.1f}x; "
-                         f"1 pair 1 thread {r['speedup_1_pair_1_thread']:.1f}x; agree to 1e-5: {r['agree_to_1e-5']}")
-        else:
-            lines.append(str(r))
-    if "live_latency" in report:
-        r = report["live_latency"]
-        lines += ["", "Live decision latency (benchmarks/live_latency.py)"]
-        if "latency_s" in r:
-            lines.append(f"{r['models']['generator']} / {r['models']['segmenter']}, {r['field']}")
-            lines += ["", "| step | min s | median s |", "|---|---|---|"]
-            for step, t in r["latency_s"].items():
-                lines.append(f"| {step} | {_fmt(t['min_s'])} | {_fmt(t['median_s'])} |")
-        else:
-            lines.append(str(r))
-    return "\n".join(lines)
+def _tiling_section(run: _Run) -> list[dict]:
+    from .formats import load_model
+
+    plan = run.plan
+    run.say("tiling overhead")
+    tiling_size = max(plan["tiling_size"], plan["size"] if run.size_given else 0)
+    if run.quick:  # quick images are smaller than the automatic window: a given tile (2 x 2 windows)
+        return [bench_tiling(paper_package("l2l", **QUICK_TILING_MODEL), tiling_size, plan["repeats"], run.device,
+                             tiling_size // 2, run.precision)]
+    return [bench_tiling(paper_package("tagan"), tiling_size, plan["repeats"], run.device, precision=run.precision),
+            bench_tiling(load_model(run.per_family.get("tagan", run.bundled[0])), tiling_size, plan["repeats"],
+                         run.device, precision=run.precision)]
+
+
+def _mc_section(run: _Run) -> list[dict]:
+    from .formats import load_model
+
+    plan = run.plan
+    run.say("Monte-Carlo batching")
+    rows = [bench_mc(load_model(run.per_family["tagan"]), plan["mc_size"], plan["mc_samples"], plan["repeats"],
+                     run.device, run.precision)]
+    if not run.quick:
+        rows.append(bench_mc(paper_package("tagan"), plan["mc_size"], plan["mc_samples"], plan["repeats"], run.device,
+                             run.precision))
+    return rows
+
+
+def _memory_section(run: _Run) -> dict:
+    size = run.plan["memory_size"]
+    run.say(f"peak memory of a {size}x{size} restoration")
+    return bench_memory(run.memory_model, size, run.device, run.precision)
+
+
+def _roofline_section(run: _Run) -> dict:
+    from .models import FAMILIES
+
+    run.say("roofline")
+    families = ["tagan", "l2l"] if run.quick else list(FAMILIES)
+    return bench_roofline(families, run.plan["roofline_size"], run.plan["repeats"], run.device,
+                          run.plan["conv_peak_s"])
+
+
+def _optical_flow_section(run: _Run) -> dict:
+    run.say("Horn-Schunck optical flow (benchmarks/optical_flow.py)")
+    return _script("optical_flow.py", ["--size", str(run.plan["flow_size"]), "--repeats",
+                                       str(run.plan["flow_repeats"])], _script_timeout(run))
+
+
+def _live_latency_section(run: _Run) -> dict:
+    run.say("live decision latency (benchmarks/live_latency.py)")
+    live = run.plan["live"]
+    arguments = ["--models", "bundled", "--size", str(live["size"]), "--frames", str(live["frames"]),
+                 "--samples", str(live["samples"]), "--device", str(run.device)]
+    if run.quick:
+        arguments += ["--roi", str(live["size"] // 2), "--patch", str(live["size"] // 4)]
+    return _script("live_latency.py", arguments, _script_timeout(run))
+
+
+def _script_timeout(run: _Run) -> float | None:
+    return 300.0 if run.quick else None
+
+
+# in the order of SECTIONS
+_SECTION_RUNS: dict[str, Callable[[_Run], Any]] = {
+    "throughput": _throughput_section,
+    "precision": _precision_section,
+    "tiling": _tiling_section,
+    "mc": _mc_section,
+    "memory": _memory_section,
+    "roofline": _roofline_section,
+    "optical_flow": _optical_flow_section,
+    "live_latency": _live_latency_section,
+}

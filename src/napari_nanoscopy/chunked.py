@@ -63,7 +63,7 @@ def restorer_at_model_grid(model, device, mc_mode, pixel_size_nm, why_not: str, 
 
     package = model.package if isinstance(model, Restorer) else model if isinstance(model, ModelPackage) else load_model(model)
     base = restorers.get(package, device, mc_mode, precision, compile).restorer
-    if base._zoom_factor(pixel_size_nm) != 1.0:
+    if base.zoom_factor(pixel_size_nm) != 1.0:
         raise NanoscopyError(
             f"The image has {pixel_size_nm:g} nm pixels but the model '{base.card.name}' works at "
             f"{base.card.pixel_size_nm:g} nm; {why_not}"
@@ -214,6 +214,39 @@ def _checked_shape(base, source) -> tuple[int, ...]:
     return shape
 
 
+class _CoreWriter:
+    """Writes each restored block's core into the sinks and reports progress."""
+
+    def __init__(self, out, std_out, labels_out, total: int, progress):
+        self.out, self.std_out, self.labels_out = out, std_out, labels_out
+        self.total, self.progress, self.done = total, progress, 0
+
+    def __call__(self, blk: Block, outputs: dict) -> None:
+        core = blk.plane + (Ellipsis,) + blk.core
+        self.out[core] = outputs["mean"]
+        if self.std_out is not None:
+            self.std_out[core] = outputs["std"]
+        if self.labels_out is not None:
+            self.labels_out[blk.plane + blk.core] = outputs["labels"]
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _checked_sinks(package, card, shape, lead, out, std_out, labels_out):
+    """``out`` (allocated when None), refused with the other sinks when a shape or the model does not fit."""
+    if labels_out is not None and not card.task:
+        raise NanoscopyError(f"The model '{card.name}' has no task network, so there is no segmentation to write.")
+    expected = output_shape(package, shape)
+    if out is None:
+        out = np.zeros(expected, dtype=np.float32)
+    for name, sink, want in (("output", out, expected), ("uncertainty output", std_out, expected),
+                             ("segmentation output", labels_out, lead + shape[-2:])):
+        if sink is not None and tuple(sink.shape) != tuple(want):
+            raise NanoscopyError(f"The {name} has shape {tuple(sink.shape)} but the restoration gives {tuple(want)}.")
+    return out
+
+
 def _require_finite(data: np.ndarray, plane: tuple[int, ...]) -> None:
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise NanoscopyError(f"Plane {plane} of the image contains NaN or infinite pixels; replace them before restoring.")
@@ -284,37 +317,17 @@ def restore_chunked(
     samples = check_samples(card.default_samples if samples is None else samples)
     seed = check_seed(seed)
     want_std, want_labels = std_out is not None, labels_out is not None
-    if want_labels and not card.task:
-        raise NanoscopyError(f"The model '{card.name}' has no task network, so there is no segmentation to write.")
-    expected = output_shape(package, shape)
-    if out is None:
-        out = np.zeros(expected, dtype=np.float32)
-    for name, sink, want in (("output", out, expected), ("uncertainty output", std_out, expected),
-                             ("segmentation output", labels_out, lead + (height, width))):
-        if sink is not None and tuple(sink.shape) != tuple(want):
-            raise NanoscopyError(f"The {name} has shape {tuple(sink.shape)} but the restoration gives {tuple(want)}.")
+    out = _checked_sinks(package, card, shape, lead, out, std_out, labels_out)
 
     pairs = plan_blocks(height, width, block, margin)
     planes = list(np.ndindex(lead)) if lead else [()]
     total = len(pairs) * len(planes)
-    done_steps = 0
 
     def step() -> None:
         if should_cancel is not None and should_cancel():
             raise Cancelled("Restoration cancelled.")
 
-    def finished(blk: Block, outputs: dict) -> None:
-        nonlocal done_steps
-        core = blk.plane + (Ellipsis,) + blk.core
-        out[core] = outputs["mean"]
-        if want_std:
-            std_out[core] = outputs["std"]
-        if want_labels:
-            labels_out[blk.plane + blk.core] = outputs["labels"]
-        done_steps += 1
-        if progress is not None:
-            progress(done_steps, total)
-
+    finished = _CoreWriter(out, std_out, labels_out, total, progress)
     kwargs = dict(device=device, mc_mode=mc_mode, samples=samples, seed=seed, tile_size=tile_size,
                   want_std=want_std, want_labels=want_labels, precision=precision, compile=compile)
     executor = BlockExecutor(scheduler, package)

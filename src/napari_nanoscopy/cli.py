@@ -64,93 +64,16 @@ def whole_number(text: str) -> int:
     return int(value)
 
 
-def _existing_file(text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise NanoscopyError(f"The input file {path} does not exist; check the path.")
-    return path
-
-
 def _restore(args: argparse.Namespace) -> int:
-    from .inference import Restorer
-    from .io import StagedOutputs, check_output_path, read_image, write_image
-    from .restore_files import check_uncertainty_samples, cli_restore, input_channel, needs_batch
+    from .restore_job import RestoreRequest, plan_restore, run_restore
 
-    if needs_batch(args):  # folders, globs, OME-Zarr, --block, --scheduler, --workers (docs/large-data.md)
-        return cli_restore(args, _Progress, PROG)
-    source = _existing_file(args.input)
-    outputs = {"restored": Path(args.output)}
-    if args.uncertainty:
-        outputs["uncertainty"] = Path(args.uncertainty)
-    if args.segmentation:
-        outputs["segmentation"] = Path(args.segmentation)
-    resolved = [p.expanduser().resolve() for p in outputs.values()]
-    if source.resolve() in resolved:
-        raise NanoscopyError(f"An output path is the input file {source}; choose another output path.")
-    if len(set(resolved)) != len(resolved):
-        raise NanoscopyError("Two outputs have the same path; give each output its own file.")
-    for path in outputs.values():  # every output writable before any work, not after the restoration
-        check_output_path(path, overwrite=args.overwrite)
+    def note(text: str) -> None:
+        print(f"{PROG}: note: {text}", file=sys.stderr)
 
-    restorer = Restorer(args.model, device=args.device, mc_mode=args.mc_mode, precision=args.precision,
-                        compile=args.compile)
-    card = restorer.card
-    if args.segmentation and not card.task:
-        raise NanoscopyError(
-            f"The model '{card.name}' has no task network, so there is no segmentation to write; "
-            "drop --segmentation or pick a task-assisted model."
-        )
-    check_uncertainty_samples(args, card)
-    image = read_image(source, axes=args.axes)
-    image_data, image_axes, chosen = input_channel(
-        restorer, image.data, image.axes, image.channel_names, args.channel, source.name
-    )
-    pixel_size = args.pixel_size if args.pixel_size is not None else image.pixel_size_nm
-    if pixel_size is None and card.pixel_size_nm is not None:
-        print(
-            f"{PROG}: note: {source.name} records no pixel size; assuming the model's {card.pixel_size_nm:g} nm "
-            "(give --pixel-size to resample).",
-            file=sys.stderr,
-        )
-    channel_axis = image_axes.index("C") if "C" in image_axes and restorer.in_channels > 1 else None
-    result = restorer.restore(
-        image_data,
-        pixel_size_nm=pixel_size,
-        channel_axis=channel_axis,
-        samples=args.samples,
-        tile_size=args.tile,
-        seed=args.seed,
-        progress=_Progress(f"restoring {source.name}"),
-    )
-
-    stack_axes = "".join(a for a in image_axes[:-2] if a != "C" or restorer.in_channels == 1)
-    restored_axes = stack_axes + ("C" if restorer.out_channels > 1 else "") + "YX"
-    provenance = {"input": str(source), **chosen, **result.provenance}
-    out_pixel = pixel_size if pixel_size is not None else card.pixel_size_nm
-    # OME-XML names every output's channels: the model's output channels, their spread, the labels.
-    planned = [("restored", result.mean, restored_axes, card.output_channels, "restored")]
-    if "uncertainty" in outputs:
-        if result.std is None:
-            raise NanoscopyError("An uncertainty map needs at least 2 samples; pass --samples 2 or more.")
-        spread = [f"{name} uncertainty (MC-dropout std)" for name in card.output_channels]
-        planned.append(("uncertainty", result.std, restored_axes, spread, "MC-dropout std"))
-    if "segmentation" in outputs:
-        labels = {str(i + 1): name for i, name in enumerate(result.task_names)}
-        planned.append(("segmentation", result.labels, stack_axes + "YX",
-                        [f"segmentation ({', '.join(result.task_names)})"], labels))
-
-    with StagedOutputs(overwrite=args.overwrite) as staged:  # all outputs or none
-        for key, data, axes, channel_names, content in planned:
-            write_image(
-                staged.stage(outputs[key]),
-                data,
-                pixel_size_nm=out_pixel,
-                axes=axes,
-                channel_names=channel_names if "C" in axes or len(channel_names) == 1 else None,
-                metadata={"content": content, **provenance},
-            )
-    for path in staged.published:
-        print(f"wrote {path}")
+    plan = plan_restore(RestoreRequest.from_options(args))  # every check, before any image is read
+    for written in run_restore(plan, progress_factory=_Progress, note=note):
+        for path in written:
+            print(f"wrote {path}")
     return 0
 
 
@@ -242,8 +165,9 @@ def _export_bmz(args: argparse.Namespace) -> int:
     test_image = None
     if args.sample:
         from .io import read_image
+        from .restore_job import existing_file
 
-        image = read_image(_existing_file(args.sample))
+        image = read_image(existing_file(args.sample))
         test_image = image.data
         while test_image.ndim > 3 or (test_image.ndim == 3 and "C" not in image.axes):
             test_image = test_image[0]  # the first plane of a stack
@@ -256,7 +180,8 @@ def _export_bmz(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench import SECTIONS, format_report, run_benchmarks
+    from .bench import SECTIONS, run_benchmarks
+    from .bench_report import format_report
 
     sections = list(SECTIONS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     say = None if args.json else (lambda text: print(f"{PROG} bench: {text}", file=sys.stderr, flush=True))
@@ -273,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep-learning restoration of fluorescence nanoscopy images (TA-GAN, TCAN, Wang 2019, label2label).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The order here is the order `--help` lists the commands in.
+    for add_command in (_add_restore_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
+                        _add_evaluate_parser, _add_export_bmz_parser, _add_live_parser, _add_bench_parser,
+                        _add_models_parser):
+        add_command(commands)
+    return parser
+
+
+def _add_restore_parser(commands) -> None:
+    from .inference import MC_MODES, PRECISIONS
 
     restore = commands.add_parser(
         "restore",
@@ -295,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--segmentation", help="write the task network's segmentation (labels) here")
     restore.add_argument("--tile", type=whole_number, help="tile size in pixels (default: automatic)")
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    restore.add_argument("--mc-mode", default="dropout", choices=["dropout", "train"],
+    restore.add_argument("--mc-mode", default="dropout", choices=MC_MODES,
                          help="MC sampling: dropout only (default) or the public code's train-mode BatchNorm")
-    restore.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    restore.add_argument("--precision", default="fp32", choices=PRECISIONS,
                          help="fp32 (default) or bf16: bfloat16 network, about 2x faster on CPUs with AVX-512 BF16 "
                               "or AMX and on recent GPUs, outputs within about 0.02 of fp32 on a [-1, 1] scale")
     restore.add_argument("--compile", action="store_true",
@@ -312,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--workers", type=whole_number, help="run the blocks on an embedded dask LocalCluster of N workers")
     restore.set_defaults(handler=_restore)
 
+
+def _add_simulate_parser(commands) -> None:
     from .simulation import KINDS, LOCALISATION_MAPS
 
     simulate = commands.add_parser(
@@ -332,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(handler=_simulate)
 
+
+def _add_train_parser(commands) -> None:
     from .training import TRAINING_FAMILIES, command_line_options
 
     train = commands.add_parser(
@@ -350,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help=option.help)
     train.set_defaults(handler=_train)
 
+
+def _add_import_csbdeep_parser(commands) -> None:
     csbdeep = commands.add_parser(
         "import-csbdeep",
         help="convert a CSBDeep/CARE model folder into a model package",
@@ -364,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     csbdeep.add_argument("--overwrite", action="store_true", help="replace an existing package")
     csbdeep.set_defaults(handler=_import_csbdeep)
 
+
+def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a model on a held-out dataset folder (PSNR, SSIM, task metrics, baselines)",
@@ -381,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=_evaluate)
 
+
+def _add_export_bmz_parser(commands) -> None:
     bmz = commands.add_parser(
         "export-bmz",
         help="export a model as a bioimage.io (BioImage Model Zoo) package",
@@ -397,11 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     bmz.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     bmz.set_defaults(handler=_export_bmz)
 
-    from .live.cli import add_parser as add_live_parser
 
-    add_live_parser(commands)
+def _add_live_parser(commands) -> None:
+    from .live.cli import add_parser
 
+    add_parser(commands)
+
+
+def _add_bench_parser(commands) -> None:
     from .bench import SECTIONS as BENCH_SECTIONS
+    from .inference import PRECISIONS
 
     bench = commands.add_parser(
         "bench",
@@ -422,16 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="side of the memory benchmark's float32 image (default 8192; quick 128)")
     bench.add_argument("--memory-model", default="l2l-twolabel",
                        help="model of the memory benchmark: a bundled name, a package, or paper:FAMILY")
-    bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    bench.add_argument("--precision", default="fp32", choices=PRECISIONS,
                        help="precision of the throughput, tiling, MC and memory sections (the precision section "
                             "always compares both)")
     bench.set_defaults(handler=_bench)
 
+
+def _add_models_parser(commands) -> None:
     models = commands.add_parser("models", help="list bundled models and the given model packages")
     models.add_argument("paths", nargs="*", help="model package folders, .zip files or TA-GAN .pth files")
     models.set_defaults(handler=_models)
-    return parser
-
 
 @contextmanager
 def _terminate_as_interrupt():

@@ -337,7 +337,7 @@ def evaluate(
             row["PSNR vs target (dB)"] = float(np.mean([psnr(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
             row["SSIM vs target"] = float(np.mean([ssim(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
         evaluation.rows[name] = row
-    named = card if card.task else (segmenting.card if segmenting is not None else card)
+    named = card if card.task is not None else (segmenting.card if segmenting is not None else card)
     _task_metrics(evaluation, kind, items, {**images, **task_maps}, segmentations, named, pixel_size, psf)
     return evaluation
 
@@ -363,7 +363,7 @@ def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_si
             evaluation.notes.setdefault("detection_threshold_rel", {})[name] = thresholds
     elif kind == "factin":
         masks = [item.task > 0 for item in items]
-        names = (card.task or {}).get("outputs") or [f"channel {c}" for c in range(masks[0].shape[0])]
+        names = list(card.task.outputs) if card.task is not None else [f"channel {c}" for c in range(masks[0].shape[0])]
         for row_name, stack in segmentations.items():
             row = evaluation.rows.setdefault(row_name, {})
             for channel, output in enumerate(names):
@@ -400,5 +400,5 @@ def _live_input(item: _Item, card, index: int) -> np.ndarray:
     if item.input.shape[-1] != item.input.shape[-2]:
         raise NanoscopyError("TA-GAN-Live evaluation needs square images (the STED cells are a 5 x 5 grid).")
     mask = random_patch_mask(item.input.shape[-1], np.random.default_rng(index))
-    spec = card.normalization.get("sted_patch") or card.input_normalizations()[0]
+    spec = card.normalization.sted_patch or card.input_normalizations()[0]
     return np.concatenate([item.input[None], sted_patch_channels(item.target, mask, spec)])

@@ -3,28 +3,21 @@
 normalise -> resample to the model's pixel size -> tile with halos -> batch -> Monte-Carlo
 samples -> blend -> mean / std / task outputs -> back to the input grid and intensity units.
 
-Tiles overlap by a halo at least as wide as the network's receptive radius, so the blended
-result equals an untiled pass up to floating-point noise; tile origins sit on the network's
-stride grid, and the blending weights are separable, so they are normalised with two 1D sums
-instead of a full-size weight image.
+The tiling lives in :mod:`.tiling`, the per-plane window runs and blending in :mod:`.tile_run`,
+the memory budget's constants and probe in :mod:`.memory`, and device, precision and sampling
+mode in :mod:`.network_runtime`.
 """
 
 from __future__ import annotations
 
 import copy
-import ctypes
 import math
-import os
-import shutil
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import __version__
 from .blocks import round_up
@@ -32,16 +25,17 @@ from .errors import Cancelled, NanoscopyError
 from .formats import load_model
 from .limits import MAX_RESAMPLED_PIXELS, MAX_TILE, MAX_ZOOM, check_int, check_pixel_size, check_samples, check_seed
 from .limits import available_memory as _available_memory
+from .memory import (AVAILABLE_FRACTION, MAX_MEMORY_OVERHEAD, MIN_ACTIVATION_BYTES, PEAK_FACTOR, PROBE_SIZE,
+                     SMALL_JOB_BYTES, PeakTensorBytes)
+from .network_runtime import (RestorationNetwork, bf16_problem, compile_problem, fold_batchnorm, has_dropout,
+                              resolve_device, sampling_mode)
 from .normalisation import Normaliser
 from .packages import ModelPackage
+from .tile_run import FrameRun, FrameSource, resize_planes
+from .tiling import BLEND_WIDTH, MIN_TILE, auto_cores, computed_pixels, plan_axis, tile_batches
 
 MIN_SIZE = 32  # pixels, at the model's pixel size: below this no model here has context to work with
-BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade (hides MC-dropout seams)
 MC_MODES = ("dropout", "train")
-MIN_TILE = 2 * BLEND_WIDTH
-# Splits of one axis the automatic tiling weighs (64-px cores up to a 65536-px axis): bounds its
-# search, which grows with the square of this, whatever the image's size.
-MAX_AXIS_WINDOWS = 1024
 # Fourier channel attention (TCAN) pools over the whole field, so tiles change its result:
 # such models run untiled up to this size, and are tiled (approximately) only beyond it.
 GLOBAL_CONTEXT_TILE = 2048
@@ -49,18 +43,6 @@ GLOBAL_CONTEXT_TILE = 2048
 # uses for speed (a 2048x2048 image is one window on a CPU); memory may cap it lower (below).
 BATCH_PIXELS = {"cpu": 1 << 22, "cuda": 1 << 23, "mps": 1 << 22}
 PRECISIONS = ("fp32", "bf16")
-# Memory of a restoration on the host: at most max(PEAK_FACTOR x its input, SMALL_JOB_BYTES) in all
-# (input, outputs, network activations), so large images stay near 3x their size (the 0.5 margin
-# is for the allocator and the window copies) while small ones may use big, cheap-to-tile windows.
-PEAK_FACTOR = 2.5
-SMALL_JOB_BYTES = 640 << 20  # = PEAK_FACTOR x an 8192x8192 float32 image
-MIN_ACTIVATION_BYTES = 64 << 20  # the activations always get this much, whatever the rule gives
-AVAILABLE_FRACTION = 0.5  # of the memory available now (host RAM, or the GPU's free memory)
-# Memory frugality may cost at most this many computed pixels per image pixel (wide-halo models
-# in small windows would otherwise recompute halos several times over); beyond it the windows
-# grow, within AVAILABLE_FRACTION of the available memory.
-MAX_MEMORY_OVERHEAD = 2.0
-PROBE_SIZE = 64  # pixels: side of the window whose forward pass measures activation bytes per pixel
 # Pixels of input per forward pass when batching windows (MC samples, small tiles), within the
 # memory budget too. On an idle 2-core CPU, 10 samples of a 500x500 image (tagan-live-factin,
 # channels-last) took 4.0-4.3 s in one batch and 2.9 s one window at a time in float32 (equal in
@@ -94,315 +76,6 @@ class RestorationResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise NanoscopyError(f"'{device}' is not a device name; use auto, cpu, cuda, cuda:N or mps.") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }
-    if not available.get(resolved.type, False):
-        raise NanoscopyError(f"The device '{device}' is not available on this machine; use auto or cpu.")
-    return resolved
-
-
-def _is_dropout(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout))
-
-
-def has_dropout(module: nn.Module) -> bool:
-    return any(_is_dropout(m) and m.p > 0 for m in module.modules())
-
-
-@contextmanager
-def sampling_mode(module: nn.Module, mode: str | None) -> Iterator[None]:
-    """Put a network in the state for deterministic (None) or Monte-Carlo sampling.
-
-    ``"dropout"``: BatchNorm uses its running statistics and only dropout is active, so a
-    sample does not depend on which tiles share its batch. ``"train"``: the public TA-GAN
-    code's way, everything in train mode, BatchNorm normalising with each image's own
-    statistics; running statistics are left untouched.
-    """
-    was_training = {m: m.training for m in module.modules()}
-    tracked = {m: m.track_running_stats for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-    try:
-        module.eval()
-        if mode == "dropout":
-            for m in module.modules():
-                if _is_dropout(m):
-                    m.train()
-        elif mode == "train":
-            module.train()
-            for m in tracked:
-                m.track_running_stats = False  # use batch statistics without updating the buffers
-        yield
-    finally:
-        for m, training in was_training.items():
-            m.train(training)
-        for m, value in tracked.items():
-            m.track_running_stats = value
-
-
-# --- resampling ----------------------------------------------------------------------------
-
-
-def _resize(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
-    """Resize the last two axes of (C, Y, X) to ``shape`` (anti-aliased when shrinking)."""
-    from skimage.transform import resize
-
-    if array.shape[-2:] == tuple(shape):
-        return array
-    shrinking = shape[0] < array.shape[-2] or shape[1] < array.shape[-1]
-    out = np.empty(array.shape[:-2] + tuple(shape), dtype=np.float32)
-    for index in np.ndindex(array.shape[:-2]):
-        out[index] = resize(
-            array[index], shape, order=order, mode="reflect", anti_aliasing=shrinking, preserve_range=True
-        )
-    return out
-
-
-# --- tiling --------------------------------------------------------------------------------
-
-
-def _blend_ramp(width: int) -> np.ndarray:
-    """sin^2 ramp sampled at pixel centres: ramp(u) + ramp(width-1-u) == 1, never exactly 0."""
-    u = (np.arange(width) + 0.5) / width
-    return np.sin(u * np.pi / 2) ** 2
-
-
-@dataclass
-class _AxisPlan:
-    """Tile windows along one axis and their normalised blending weights."""
-
-    starts: list[int]  # window starts, inside [0, padded length - window]
-    window: int  # the longest window
-    weights: list[np.ndarray]  # per window, weights over the image pixels it covers (already normalised)
-    spans: list[tuple[int, int]]  # per window, the image pixel range [a, b) its weights cover
-    lengths: list[int] = field(default_factory=list)  # per window, its length (``window`` unless trimmed)
-    core: int = 0  # the core size the plan was made for
-
-
-def _plan_axis(length: int, core: int, halo: int, blend: int, multiple: int, trim: bool = False) -> _AxisPlan:
-    """Windows of ``core + 2 * halo`` pixels on a grid of ``core``, kept inside the image.
-
-    The image is padded (reflected) only up to the network's size multiple. A window is
-    shifted inward at the image's edges, so the border pixels see the same context as in an
-    untiled pass, and each weighted region keeps at least ``halo - blend / 2`` pixels of
-    real context from the window edges that lie inside the image. With ``trim``, the windows
-    at the image's edges are instead cut to ``core + halo`` (no halo is needed beyond the
-    image), which computes fewer pixels for the same result.
-    """
-    padded = round_up(length, multiple)
-    core_starts = list(range(0, length, core))
-    if len(core_starts) > 1 and length - core_starts[-1] < blend:
-        core_starts.pop()  # a last core narrower than the cross-fade joins its neighbour (its window grows)
-    if core + 2 * halo >= padded or len(core_starts) == 1:
-        core_starts, window, starts, lengths = [0], padded, [0], [padded]
-    else:
-        window = core + 2 * halo
-        if trim:
-            starts = [max(start - halo, 0) for start in core_starts]
-            lengths = [min(start + core + halo, padded) - begin for start, begin in zip(core_starts, starts)]
-        else:
-            starts = [min(max(start - halo, 0), padded - window) for start in core_starts]
-            lengths = [window] * len(starts)
-        if starts[-1] + lengths[-1] < padded:  # the joined last core: its window reaches the image's end
-            starts[-1] = max(core_starts[-1] - halo, 0)
-            lengths[-1] = padded - starts[-1]
-        window = max(lengths)
-    raw = []
-    for index, start in enumerate(core_starts):
-        last = index == len(core_starts) - 1
-        weight_start = 0 if index == 0 else start - blend // 2
-        weight_end = length if last else min(start + core, length) + blend // 2
-        weight = np.ones(weight_end - weight_start, dtype=np.float64)
-        if index > 0:
-            weight[:blend] = _blend_ramp(blend)
-        if not last:
-            weight[-blend:] = _blend_ramp(blend)[::-1]
-        raw.append((weight_start, weight_end, weight))
-    total = np.zeros(length, dtype=np.float64)
-    for a, b, weight in raw:
-        total[a:b] += weight
-    return _AxisPlan(
-        starts=starts,
-        window=window,
-        weights=[(w / total[a:b]).astype(np.float32) for a, b, w in raw],
-        spans=[(a, b) for a, b, _ in raw],
-        lengths=lengths,
-        core=core,
-    )
-
-
-def _axis_options(length: int, halo: int, multiple: int) -> list[tuple[int, int, int, int]]:
-    """(core, longest window, pixels computed, windows) for each split of an axis into equal cores."""
-    padded = round_up(length, multiple)
-    options = {(padded, padded, padded, 1)}  # one window over the whole (padded) axis
-    smallest = round_up(MIN_TILE, multiple)
-    for n in range(2, min(max(2, math.ceil(length / smallest)), MAX_AXIS_WINDOWS) + 1):
-        core = max(smallest, round_up(math.ceil(length / n), multiple))
-        if core + 2 * halo >= padded:
-            continue
-        core_starts = range(0, length, core)
-        if length - core_starts[-1] < BLEND_WIDTH:  # a last core narrower than the cross-fade
-            continue
-        lengths = [min(start + core + halo, padded) - max(start - halo, 0) for start in core_starts]
-        options.add((core, max(lengths), sum(lengths), len(lengths)))
-    return sorted(options)
-
-
-def _auto_cores(shape: tuple[int, int], halo: int, multiple: int, budget: int) -> tuple[int, int]:
-    """Core sizes (Y, X) of the tiling that computes the fewest window pixels, each window within ``budget``.
-
-    Equal cores split each axis evenly (a 2048-px axis with 1248-px cores would compute two
-    1448-px windows; two 1024-px cores with trimmed edge windows need two of 1124 px), and the
-    windows need not be square (row bands), so the halos recomputed around the tiles cost as
-    little as the budget allows. The windows are those of :func:`_plan_axis`, so results do not
-    depend on this choice beyond floating-point noise.
-    """
-    best = None
-    options_x = _axis_options(shape[1], halo, multiple)
-    for core_y, window_y, total_y, n_y in _axis_options(shape[0], halo, multiple):
-        for core_x, window_x, total_x, n_x in options_x:
-            area = window_y * window_x
-            key = (area > budget, total_y * total_x if area <= budget else area, n_y * n_x)
-            if best is None or key < best[0]:
-                best = (key, (core_y, core_x))
-    return best[1]
-
-
-def _computed_pixels(plans) -> float:
-    """Window pixels a plan computes per image pixel (1.0 = no tiling overhead)."""
-    plan_y, plan_x = plans
-    length_y, length_x = plan_y.spans[-1][1], plan_x.spans[-1][1]
-    return sum(plan_y.lengths) * sum(plan_x.lengths) / (length_y * length_x)
-
-
-# --- memory ----------------------------------------------------------------------------------
-
-
-class _PeakTensorBytes(TorchDispatchMode):
-    """The peak bytes of live tensor storages created by the operations run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.created: list[weakref.ref] = []
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in torch.utils._pytree.tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                self.created.append(weakref.ref(tensor))
-        self.created = [ref for ref in self.created if ref() is not None]
-        storages = {}  # views share a storage: count each once
-        for ref in self.created:
-            storage = ref().untyped_storage()
-            storages[storage._cdata] = storage.nbytes()
-        self.peak = max(self.peak, sum(storages.values()))
-        return out
-
-
-def _load_malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc (Linux); elsewhere there is nothing to do
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _load_malloc_trim()
-
-
-def _release_freed_memory() -> None:
-    """Return freed heap pages to the OS between batches.
-
-    glibc keeps freed blocks below its (growing) mmap threshold in the heap, and windows of
-    changing shapes fragment it, so without this the resident memory of a long tiled run grows
-    well past its live arrays (measured: 4.1x instead of about 2.75x the input at 8192x8192).
-    """
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _compile_problem(device: torch.device) -> str | None:
-    """Why torch.compile cannot run on ``device`` here (None when it can)."""
-    if device.type == "cpu":
-        # Inductor's CPU backend builds C++ kernels with the compiler torch is configured to use
-        compilers = [os.environ.get("CXX"), "g++", "clang++"]
-        if not any(c and shutil.which(c) for c in compilers):
-            return "its CPU backend needs a C++ compiler and none was found (Debian: apt install g++)"
-        return None
-    if device.type == "cuda":
-        return None
-    return f"compiled restoration is not supported on {device.type} devices here"
-
-
-def _bf16_problem(device: torch.device) -> str | None:
-    """Why bfloat16 would not help on ``device`` (None when it is supported natively)."""
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return None
-        return f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16 arithmetic"
-    if device.type == "cpu":
-        # Without AVX-512 BF16 or AMX the CPU emulates bfloat16, which is slower than float32.
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        if any(getattr(torch.cpu, check, lambda: False)() for check in checks):
-            return None
-        return "this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)"
-    return f"bfloat16 restoration is not supported on {device.type} devices here"
-
-
-def _fold_batchnorm(network: nn.Module) -> nn.Module:
-    """A copy of ``network`` with each BatchNorm2d that follows a convolution in an nn.Sequential
-    folded into that convolution's weights and bias, and replaced by an Identity (so module
-    indices stay put). Valid wherever BatchNorm uses its running statistics: deterministic
-    passes and "dropout" sampling. It saves one pass over every feature map (8-10 % of a
-    TA-GAN generator's time on a CPU); dropout masks are drawn as before, so seeded samples
-    are unchanged up to float32 rounding.
-    """
-    network = copy.deepcopy(network)
-    with torch.no_grad():
-        for sequence in [m for m in network.modules() if isinstance(m, nn.Sequential)]:
-            names = list(sequence._modules)
-            for name, following in zip(names, names[1:]):
-                conv, norm = sequence._modules[name], sequence._modules[following]
-                if not (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and conv.groups == 1
-                        and isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None):
-                    continue
-                scale = (norm.weight if norm.affine else torch.ones_like(norm.running_var)) / torch.sqrt(
-                    norm.running_var + norm.eps)
-                shift = (norm.bias if norm.affine else torch.zeros_like(scale)) - norm.running_mean * scale
-                # output channels are dim 0 of a Conv2d weight and dim 1 of a ConvTranspose2d's
-                shape = (-1, 1, 1, 1) if isinstance(conv, nn.Conv2d) else (1, -1, 1, 1)
-                conv.weight.mul_(scale.view(shape))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-                conv.bias = nn.Parameter(bias * scale + shift)
-                sequence._modules[following] = nn.Identity()
-    return network
-
-
-class _Network(nn.Module):
-    """Generator followed by the task network (when there is one), as one tiled unit."""
-
-    def __init__(self, generator: nn.Module, task_network: nn.Module | None):
-        super().__init__()
-        self.generator = generator
-        self.task_network = task_network
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        restored = self.generator(x)
-        return restored, None if self.task_network is None else self.task_network(restored)
-
-
 class Restorer:
     """Apply one model package to images of any size, with Monte-Carlo uncertainty."""
 
@@ -427,7 +100,7 @@ class Restorer:
         self.device = resolve_device(device)
         self.mc_mode = mc_mode
         self.precision = precision
-        if precision == "bf16" and (problem := _bf16_problem(self.device)) is not None:
+        if precision == "bf16" and (problem := bf16_problem(self.device)) is not None:
             raise NanoscopyError(
                 f"bf16 precision needs native bfloat16 support, but {problem}; use precision fp32 (the default) "
                 "or a device that has it (a CPU with AVX-512 BF16 or AMX, or a CUDA GPU of compute capability 8 or newer)."
@@ -436,16 +109,16 @@ class Restorer:
         # Channels-last (NHWC) convolutions are faster on CPUs and GPUs (measured per family in
         # docs/performance.md); results agree with the NCHW ones to float32 rounding.
         self.memory_format = torch.channels_last if self.device.type in ("cpu", "cuda") else torch.contiguous_format
-        network = _Network(self.package.generator, self.package.task_network)
+        network = RestorationNetwork(self.package.generator, self.package.task_network)
         # "train" sampling normalises with batch statistics, which cannot be folded; either way
         # the package keeps its own (float32, unfolded) modules
         if mc_mode == "dropout":
-            network = _fold_batchnorm(network)
+            network = fold_batchnorm(network)
         elif self.dtype != torch.float32:
             network = copy.deepcopy(network)
         self.network = network.to(self.device, dtype=self.dtype, memory_format=self.memory_format).eval()
         self.compiled = bool(compile)
-        if self.compiled and (problem := _compile_problem(self.device)) is not None:
+        if self.compiled and (problem := compile_problem(self.device)) is not None:
             raise NanoscopyError(f"Compiled restoration uses torch.compile, but {problem}; restore without compile "
                                  "(the default), which needs no compiler and is only a little slower.")
         self._forward = torch.compile(self.network) if self.compiled else self.network
@@ -457,7 +130,7 @@ class Restorer:
         radius = generator.receptive_radius + (task_network.receptive_radius if task_network else 0)
         self.halo = round_up(radius + BLEND_WIDTH // 2, self.size_multiple)
         self.stochastic = has_dropout(generator) or (task_network is not None and has_dropout(task_network))
-        self.task_names = list(self.card.task["outputs"]) if self.card.task else []
+        self.task_names = list(self.card.task.outputs) if self.card.task is not None else []
         self.global_context = any(
             getattr(net, "global_context", False) for net in (generator, task_network) if net is not None
         )
@@ -498,7 +171,7 @@ class Restorer:
             raise NanoscopyError(f"The normaliser given to restore() must be fitted to {self.in_channels} input "
                                  "channel(s); pass Normaliser.from_card(card).fit(plane) for this model.")
         frames, lead_shape = self._frames(image, channel_axis)
-        factor = self._zoom_factor(pixel_size_nm)
+        factor = self.zoom_factor(pixel_size_nm)
         height, width = frames.shape[-2:]
         model_shape = self._model_shape((height, width), factor, pixel_size_nm)
         self._check_output_memory(len(frames), (height, width), samples, keep_samples)
@@ -515,55 +188,46 @@ class Restorer:
         plans, batch = self.plan(model_shape, tile_size=tile_size, samples=samples, keep_samples=keep_samples,
                                  frames=len(frames), image_shape=(height, width))
         batch = batch_size or batch
-        core = max(plans[0].core, plans[1].core)
-        n_tiles = len(plans[0].starts) * len(plans[1].starts)
-        total_steps = len(_batches(plans, passes, batch)) * len(frames)
-
-        mean, std, sample_out, task_mean, task_sample_out = self._outputs(len(frames), (height, width), samples,
-                                                                          keep_samples)
-        in_place = model_shape == (height, width)
-
-        done = 0
-
-        def step() -> None:
-            nonlocal done
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("Restoration cancelled.")
-            done += 1
-            if progress is not None:
-                progress(done, total_steps)
-
+        total_steps = len(tile_batches(plans, passes, batch)) * len(frames)
+        outputs = self._outputs(len(frames), (height, width), samples, keep_samples)
         with self._rng(seed):
-            for index, frame in enumerate(frames):
-                self._check_finite(frame, index)
-                fitted = normaliser or self.normaliser.fit(frame, plane=index)
-                targets = None
-                if in_place:
-                    targets = dict(
-                        mean=mean[index], var=std[index] if std is not None and passes > 1 else None,
-                        samples=sample_out[:passes, index] if sample_out is not None else None,
-                        task_mean=task_mean[index] if task_mean is not None else None,
-                        task_samples=task_sample_out[:passes, index] if task_sample_out is not None else None,
-                    )
-                run = _FrameRun(self, _FrameSource(frame, fitted, model_shape), plans, passes, batch, keep_samples,
-                                targets)
-                run.run(step)
-                if in_place:
-                    self._finish_in_place(index, passes, fitted.output_affine, mean, std, sample_out, task_sample_out)
-                else:
-                    self._finish_resampled(index, run.accumulators, fitted, mean, std, sample_out, task_mean,
-                                           task_sample_out)
-                # a given normaliser may come from a larger image, of which this may be a flat block
-                varying_input = normaliser is None and self.normaliser.depends_on_data(0)
-                self._check_output(mean[index], None if task_mean is None else task_mean[index], index, varying_input)
-
+            self._restore_frames(frames, model_shape, plans, passes, batch, keep_samples, outputs, normaliser,
+                                 _step_counter(total_steps, progress, should_cancel))
         return self._result(
-            lead_shape, mean, std, sample_out, task_mean, task_sample_out,
-            dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=core, batch_size=batch,
-                 zoom=factor, seed=seed, stochastic_passes=passes, windows=n_tiles, precision=self.precision,
+            lead_shape, *outputs,
+            dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=max(plans[0].core, plans[1].core),
+                 batch_size=batch, zoom=factor, seed=seed, stochastic_passes=passes,
+                 windows=len(plans[0].starts) * len(plans[1].starts), precision=self.precision,
                  compiled=self.compiled,
-                 computed_pixels=round(_computed_pixels(plans), 4)),
+                 computed_pixels=round(computed_pixels(plans), 4)),
         )
+
+    def _restore_frames(self, frames, model_shape, plans, passes: int, batch: int, keep_samples: bool, outputs,
+                        normaliser: Normaliser | None, step: Callable[[], None]) -> None:
+        """Run, blend and finish each (C, Y, X) plane into ``outputs`` (from :meth:`_outputs`), checking each."""
+        mean, std, sample_out, task_mean, task_sample_out = outputs
+        in_place = tuple(model_shape) == mean.shape[-2:]
+        for index, frame in enumerate(frames):
+            self._check_finite(frame, index)
+            fitted = normaliser or self.normaliser.fit(frame, plane=index)
+            targets = None
+            if in_place:
+                targets = dict(
+                    mean=mean[index], var=std[index] if std is not None and passes > 1 else None,
+                    samples=sample_out[:passes, index] if sample_out is not None else None,
+                    task_mean=task_mean[index] if task_mean is not None else None,
+                    task_samples=task_sample_out[:passes, index] if task_sample_out is not None else None,
+                )
+            run = FrameRun(self, FrameSource(frame, fitted, model_shape), plans, passes, batch, keep_samples, targets)
+            run.run(step)
+            if in_place:
+                self._finish_in_place(index, passes, fitted.output_affine, mean, std, sample_out, task_sample_out)
+            else:
+                self._finish_resampled(index, run.accumulators, fitted, mean, std, sample_out, task_mean,
+                                       task_sample_out)
+            # a given normaliser may come from a larger image, of which this may be a flat block
+            varying_input = normaliser is None and self.normaliser.depends_on_data(0)
+            self._check_output(mean[index], None if task_mean is None else task_mean[index], index, varying_input)
 
     def _outputs(self, n_frames: int, shape: tuple[int, int], samples: int, keep_samples: bool):
         """Zeroed mean, std, samples, task mean and task samples (None where not wanted).
@@ -584,18 +248,18 @@ class Restorer:
     def _finish_resampled(index, accum, fitted: Normaliser, mean, std, sample_out, task_mean, task_sample_out) -> None:
         """Resample one plane's accumulators (at the model's pixel size) to the image's grid, in output units."""
         shape = mean.shape[-2:]
-        mean[index] = fitted.invert(_resize(accum.mean, shape))
+        mean[index] = fitted.invert(resize_planes(accum.mean, shape))
         if std is not None:
             spread = accum.std if accum.passes > 1 else np.zeros_like(accum.mean)
-            std[index] = _resize(spread, shape) * np.float32(abs(fitted.output_affine.scale))
+            std[index] = resize_planes(spread, shape) * np.float32(abs(fitted.output_affine.scale))
         if sample_out is not None:
             for k in range(sample_out.shape[0]):
-                sample_out[k, index] = fitted.invert(_resize(accum.sample(k), shape))
+                sample_out[k, index] = fitted.invert(resize_planes(accum.sample(k), shape))
         if task_mean is not None:
-            task_mean[index] = _resize(accum.task_mean, shape)
+            task_mean[index] = resize_planes(accum.task_mean, shape)
         if task_sample_out is not None:
             for k in range(task_sample_out.shape[0]):
-                task_sample_out[k, index] = _resize(accum.task_sample(k), shape)
+                task_sample_out[k, index] = resize_planes(accum.task_sample(k), shape)
 
     @staticmethod
     def _finish_in_place(index, passes, output_affine, mean, std, sample_out, task_sample_out) -> None:
@@ -715,7 +379,7 @@ class Restorer:
                 f"from a varying input; {remedy}."
             )
 
-    def _zoom_factor(self, pixel_size_nm: float | None) -> float:
+    def zoom_factor(self, pixel_size_nm: float | None) -> float:
         if pixel_size_nm is None:
             return 1.0
         pixel_size_nm = check_pixel_size(pixel_size_nm, "The image's pixel size",
@@ -769,7 +433,7 @@ class Restorer:
             if self.global_context:  # Fourier attention sees the whole field: untiled up to its size
                 budget = max(budget, GLOBAL_CONTEXT_TILE**2)
             plans = self._auto_plans(model_shape, budget)
-            while _computed_pixels(plans) > MAX_MEMORY_OVERHEAD and budget < hard_cap:
+            while computed_pixels(plans) > MAX_MEMORY_OVERHEAD and budget < hard_cap:
                 budget = min(2 * budget, hard_cap)
                 plans = self._auto_plans(model_shape, budget)
             allowance = max(allowance, budget * (item_bytes + tile_bytes))
@@ -779,11 +443,11 @@ class Restorer:
         return plans, batch
 
     def _auto_plans(self, model_shape, budget: int):
-        cores = _auto_cores(model_shape, self.halo, self.size_multiple, budget)
+        cores = auto_cores(model_shape, self.halo, self.size_multiple, budget)
         return self._plans(model_shape, cores, trim=True)
 
     def _plans(self, model_shape, cores, trim: bool):
-        return tuple(_plan_axis(length, core, self.halo, BLEND_WIDTH, self.size_multiple, trim)
+        return tuple(plan_axis(length, core, self.halo, BLEND_WIDTH, self.size_multiple, trim)
                      for length, core in zip(model_shape, cores))
 
     def activation_allowance(self, model_shape, image_shape, samples: int = 1, keep_samples: bool = False,
@@ -832,14 +496,14 @@ class Restorer:
             side = round_up(PROBE_SIZE, self.size_multiple)
             probe = torch.zeros((1, self.in_channels, side, side), device=self.device, dtype=self.dtype)
             probe = probe.contiguous(memory_format=self.memory_format)
-            counter = _PeakTensorBytes()
+            counter = PeakTensorBytes()
             mode = self.mc_mode if self.stochastic else None
             with torch.inference_mode(), sampling_mode(self.network, mode), self._rng(0), counter:
                 self.network.forward(probe)  # not __call__: hooks on the network see only real windows
             self._probed_bytes = counter.peak / (side * side)
         return self._probed_bytes
 
-    def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward pass; a failed compilation (it happens at the first pass) says what to do."""
         if not self.compiled:
             return self.network(batch)
@@ -883,7 +547,7 @@ class Restorer:
             task_names=self.task_names,
         )
         if result.task is not None:
-            thresholds = np.asarray(self.card.task["thresholds"], dtype=np.float32)[:, None, None]
+            thresholds = np.asarray(self.card.task.thresholds, dtype=np.float32)[:, None, None]
             margin = result.task - thresholds
             result.segmentation = margin > 0
             best = np.argmax(margin, axis=-3)
@@ -904,186 +568,6 @@ class Restorer:
         return result
 
 
-class _FrameSource:
-    """Normalised (and resampled) windows of one (C, Y, X) plane, extracted on demand.
-
-    Without resampling no normalised copy of the whole plane is made: each window is cut
-    from the raw data and normalised on its own, which keeps the peak memory near the
-    size of the outputs.
-    """
-
-    def __init__(self, frame: np.ndarray, normaliser: Normaliser, model_shape: tuple[int, int]):
-        self.normaliser = normaliser
-        if frame.shape[-2:] != tuple(model_shape):
-            self.data = _resize(normaliser.apply(frame), model_shape)
-            self.normaliser = None  # already normalised
-        else:
-            self.data = frame
-        self.shape = tuple(model_shape)
-
-    def window(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
-        """The window [y0, y0+height) x [x0, x0+width), reflected beyond the plane's edges."""
-        ya, yb = max(0, y0), min(self.shape[0], y0 + height)
-        xa, xb = max(0, x0), min(self.shape[1], x0 + width)
-        crop = self.data[:, ya:yb, xa:xb]
-        if self.normaliser is not None:
-            crop = self.normaliser.apply(crop)
-        pad = ((0, 0), (ya - y0, y0 + height - yb), (xa - x0, x0 + width - xb))
-        if any(p for pair in pad for p in pair):
-            crop = np.pad(crop, pad, mode="reflect" if min(crop.shape[-2:]) > 1 else "edge")
-        return crop
-
-
-@dataclass
-class _Accumulators:
-    mean: np.ndarray
-    var: np.ndarray | None
-    samples: np.ndarray | None
-    task_mean: np.ndarray | None
-    task_samples: np.ndarray | None
-    passes: int
-
-    @property
-    def std(self) -> np.ndarray:
-        return np.sqrt(np.maximum(self.var, 0.0))
-
-    def sample(self, k: int) -> np.ndarray:
-        return self.samples[min(k, self.passes - 1)]
-
-    def task_sample(self, k: int) -> np.ndarray:
-        return self.task_samples[min(k, self.passes - 1)]
-
-
-class _FrameRun:
-    """Runs every tile x sample of one plane in batches and blends them into accumulators."""
-
-    def __init__(self, restorer: Restorer, source: _FrameSource, plans, passes: int, batch: int, keep_samples: bool,
-                 targets: dict[str, np.ndarray | None] | None = None):
-        """``targets``: zeroed float32 arrays (views of the outputs) to blend into instead of new ones."""
-        self.restorer, self.source, self.plans = restorer, source, plans
-        self.passes, self.batch, self.keep_samples = passes, batch, keep_samples
-        height, width = source.shape
-        out_c, task_c = restorer.out_channels, len(restorer.task_names)
-        wanted = {
-            "mean": (out_c, height, width),
-            "var": (out_c, height, width) if passes > 1 else None,
-            "samples": (passes, out_c, height, width) if keep_samples else None,
-            "task_mean": (task_c, height, width) if task_c else None,
-            "task_samples": (passes, task_c, height, width) if keep_samples and task_c else None,
-        }
-        arrays = {}
-        for name, shape in wanted.items():
-            given = None if targets is None else targets.get(name)
-            if shape is None:
-                arrays[name] = None
-            elif given is not None:
-                assert given.shape == shape and given.dtype == np.float32, (name, given.shape, shape)
-                arrays[name] = given
-            else:
-                arrays[name] = np.zeros(shape, dtype=np.float32)
-        self.accumulators = _Accumulators(passes=passes, **arrays)
-
-    def run(self, step: Callable[[], None]) -> None:
-        """Process all batches; ``step`` is called before each (progress, cancellation)."""
-        restorer = self.restorer
-        plan_y, plan_x = self.plans
-        mode = restorer.mc_mode if self.passes > 1 else None
-        # trimming returns a tiled run's fragmented heap; one window reuses its memory each pass
-        # (trimming there cost 0.3 s of 2.9 s per 10-sample 500x500 restoration: page faults)
-        tiled = len(plan_y.starts) * len(plan_x.starts) > 1
-        pending: dict[tuple[int, int], list] = {}
-        with torch.inference_mode(), sampling_mode(restorer.network, mode):
-            for chunk in _batches(self.plans, self.passes, self.batch):
-                step()
-                windows = {}
-                for tile, _ in chunk:
-                    if tile not in windows:
-                        iy, ix = tile
-                        windows[tile] = self.source.window(
-                            plan_y.starts[iy], plan_x.starts[ix], plan_y.lengths[iy], plan_x.lengths[ix]
-                        )
-                batch = torch.from_numpy(np.stack([windows[tile] for tile, _ in chunk])).to(restorer.device)
-                batch = batch.to(dtype=restorer.dtype, memory_format=restorer.memory_format)
-                restored, task = restorer._run(batch)
-                restored = restored.float().cpu().contiguous().numpy()
-                task = None if task is None else task.float().cpu().contiguous().numpy()
-                for position, (tile, k) in enumerate(chunk):
-                    outputs = pending.setdefault(tile, [])
-                    outputs.append((k, restored[position], None if task is None else task[position]))
-                    if len(outputs) == self.passes:
-                        self._blend(tile, pending.pop(tile))
-                del batch, restored, task, windows
-                if tiled:
-                    _release_freed_memory()
-
-    def _blend(self, tile: tuple[int, int], outputs: list) -> None:
-        plan_y, plan_x = self.plans
-        iy, ix = tile
-        (ya, yb), (xa, xb) = plan_y.spans[iy], plan_x.spans[ix]
-        # window coordinates of the weighted span
-        wy0, wx0 = ya - plan_y.starts[iy], xa - plan_x.starts[ix]
-        weight = plan_y.weights[iy][:, None] * plan_x.weights[ix][None, :]
-        crop = (slice(None), slice(wy0, wy0 + yb - ya), slice(wx0, wx0 + xb - xa))
-        region = (slice(None), slice(ya, yb), slice(xa, xb))
-        acc = self.accumulators
-        # Mean and (two-pass, so numerically stable) variance over the samples in float32, one
-        # tile-sized temporary at a time: no stack of all samples, no float64 copies.
-        mean = _sample_mean([o[1][crop] for o in outputs])
-        if acc.var is not None:
-            var = np.zeros_like(mean)
-            for _, restored, _ in outputs:
-                deviation = restored[crop] - mean
-                deviation *= deviation
-                var += deviation
-            var *= weight * np.float32(1.0 / (len(outputs) - 1))  # ddof=1
-            acc.var[region] += var
-        mean *= weight
-        acc.mean[region] += mean
-        if outputs[0][2] is not None:
-            task_mean = _sample_mean([o[2][crop] for o in outputs])
-            task_mean *= weight
-            acc.task_mean[region] += task_mean
-            if acc.task_samples is not None:
-                for k, _, task in outputs:
-                    acc.task_samples[k][region] += weight * task[crop]
-        if acc.samples is not None:
-            for k, restored, _ in outputs:
-                acc.samples[k][region] += weight * restored[crop]
-
-
-def _batches(plans, passes: int, batch: int) -> list[list[tuple[tuple[int, int], int]]]:
-    """(tile, sample) jobs in forward-pass batches of at most ``batch`` windows of one shape.
-
-    Tiles are ordered by window shape (trimmed edge windows differ from inner ones), so that
-    batches stay full; every sample of a tile is in consecutive jobs.
-    """
-    plan_y, plan_x = plans
-    tiles = [(iy, ix) for iy in range(len(plan_y.starts)) for ix in range(len(plan_x.starts))]
-    tiles.sort(key=lambda tile: (plan_y.lengths[tile[0]], plan_x.lengths[tile[1]]))  # stable
-    batches: list[list] = []
-    current: list = []
-    shape = None
-    for tile in tiles:
-        tile_shape = (plan_y.lengths[tile[0]], plan_x.lengths[tile[1]])
-        for k in range(passes):
-            if current and (len(current) == batch or tile_shape != shape):
-                batches.append(current)
-                current = []
-            current.append((tile, k))
-            shape = tile_shape
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _sample_mean(arrays: list[np.ndarray]) -> np.ndarray:
-    """The mean of same-shaped float32 arrays as a new float32 array."""
-    total = arrays[0].astype(np.float32, copy=True)
-    for array in arrays[1:]:
-        total += array
-    if len(arrays) > 1:
-        total *= np.float32(1.0 / len(arrays))
-    return total
 
 
 def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", precision: str = "fp32",
@@ -1091,3 +575,19 @@ def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "
     """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :class:`Restorer`
     for ``precision`` and ``compile``, and :meth:`Restorer.restore` for the options."""
     return Restorer(model, device=device, precision=precision, compile=compile).restore(image, **options)
+
+
+def _step_counter(total: int, progress: ProgressCallback | None,
+                  should_cancel: Callable[[], bool] | None) -> Callable[[], None]:
+    """A callable run before each batch: raises :class:`Cancelled` when asked to, then reports progress."""
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("Restoration cancelled.")
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    return step

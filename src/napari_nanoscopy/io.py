@@ -24,6 +24,9 @@ Conventions
 - ``metadata`` is the JSON-serialisable dict given to :func:`write_image` (provenance),
   read back as ``json.loads`` returns it (tuples become lists); ``{}`` for other files.
 - Only the first image series of a file is read (the full-resolution level of a pyramid).
+
+What a TIFF records (axes, pixel size, channel names) is read in :mod:`.tiff_metadata`; outputs
+are written all or none through :mod:`.outputs`, whose names this module re-exports.
 """
 
 from __future__ import annotations
@@ -31,14 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import shutil
-import signal
-import threading
 import warnings
-import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -48,6 +44,9 @@ import tifffile
 
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.limits import available_memory
+from napari_nanoscopy.outputs import OutputAppeared, StagedOutputs, atomic_output
+from napari_nanoscopy.tiff_metadata import (NM_PER_CM, channel_names_for, check_tiff_data, name_unknown_stack_axis,
+                                            series_axes, tiff_calibration)
 
 __all__ = [
     "ImageData", "OutputAppeared", "StagedOutputs", "atomic_output", "choose_channel", "read_image",
@@ -63,9 +62,6 @@ _IMAGEJ_DTYPES = {np.dtype(name) for name in ("uint8", "uint16", "float32")}
 _OME_DTYPES = {
     np.dtype(name) for name in "bool int8 int16 int32 uint8 uint16 uint32 float32 float64".split()
 }
-_UNKNOWN_STACK_AXES = "IQ"
-_ANISOTROPY_TOLERANCE = 0.01
-_NM_PER_CM = 1e7
 _NM_PER_UM = 1e3
 
 # Provenance lives as JSON in a tag of the TIFF range anyone may use privately
@@ -73,23 +69,6 @@ _NM_PER_UM = 1e3
 _PROVENANCE_TAG = 65417
 _PROVENANCE_WRITER = "napari-nanoscopy"
 _PROVENANCE_NAMESPACE = "napari-nanoscopy/provenance"  # of the OME CommentAnnotation holding the same JSON
-
-_NM_PER_UNIT = {
-    "m": 1e9,
-    "cm": 1e7,
-    "mm": 1e6,
-    "\u00b5m": 1e3,  # micro sign
-    "\u03bcm": 1e3,  # Greek mu
-    "um": 1e3,
-    "micron": 1e3,
-    "microns": 1e3,
-    "\\u00B5m": 1e3,  # ImageJ escapes the micro sign in its ASCII description
-    "nm": 1.0,
-    "pm": 1e-3,
-    "\u00c5": 0.1,  # Latin A with ring
-    "\u212b": 0.1,  # angstrom sign
-}
-_UNCALIBRATED_UNITS = {"", "pixel", "pixels", "reference frame"}
 
 
 @dataclass
@@ -101,168 +80,6 @@ class ImageData:
     axes: str
     channel_names: list[str] | None
     metadata: dict
-
-
-class OutputAppeared(NanoscopyError):
-    """An output path that was free when a run started was taken (by another run) before it published."""
-
-
-class StagedOutputs:
-    """The outputs of one run, written under temporary names and published all together or not at all.
-
-    :meth:`stage` gives the temporary path to write an output to (a file or a folder): hidden,
-    beside the output, ending in the output's name so that its suffix still names the format.
-    :meth:`publish` moves every staged output into place; when one cannot be placed, those already
-    placed are taken back and anything ``overwrite`` replaced is put back. Without ``overwrite``
-    nothing is ever replaced: an output path that something else (another run) created while this
-    run was writing is refused. Used as a context manager, the outputs are published when the block
-    ends normally and the temporaries removed when it ends by an exception (Ctrl-C included).
-    """
-
-    def __init__(self, overwrite: bool = False):
-        self.overwrite = overwrite
-        self._staged: list[tuple[Path, Path]] = []  # (temporary, output)
-        self.published: list[Path] = []
-
-    def stage(self, path) -> Path:
-        """The temporary path to write the output ``path`` to."""
-        output = Path(path)
-        if not output.parent.is_dir():
-            raise NanoscopyError(
-                f"Cannot write {output}: the folder {output.parent} does not exist; create it first."
-            )
-        temporary = output.with_name(f".{secrets.token_hex(6)}.partial.{output.name}")
-        self._staged.append((temporary, output))
-        return temporary
-
-    def publish(self) -> list[Path]:
-        """Move every staged output into place, all or none; returns the outputs' paths."""
-        placed: list[tuple[Path, Path | None]] = []  # (output, hidden copy of what it replaced)
-        with _signals_held() as interrupted:  # a Ctrl-C or SIGTERM must not leave some outputs placed
-            try:
-                for temporary, output in self._staged:
-                    placed.append((output, self._place(temporary, output)))
-                if interrupted:
-                    raise KeyboardInterrupt  # while placing: an interrupted run keeps no output
-            except BaseException:
-                for output, replaced in reversed(placed):
-                    _remove(output)
-                    if replaced is not None:
-                        os.rename(replaced, output)
-                self._discard()
-                raise
-            for _, replaced in placed:
-                if replaced is not None:
-                    _remove(replaced)
-        self._staged.clear()
-        self.published = [output for output, _ in placed]
-        return self.published
-
-    def discard(self) -> None:
-        """Remove every temporary; nothing is published."""
-        with _signals_held():
-            self._discard()
-
-    def _discard(self) -> None:
-        for temporary, _ in self._staged:
-            _remove(temporary)
-        self._staged.clear()
-
-    def _place(self, temporary: Path, output: Path) -> Path | None:
-        replaced = None
-        if self.overwrite and os.path.lexists(output):
-            if output.is_dir() != temporary.is_dir():
-                kinds = ("folder", "file") if output.is_dir() else ("file", "folder")
-                raise NanoscopyError(
-                    f"Cannot replace {output}: it is a {kinds[0]} and the output is a {kinds[1]}; "
-                    "remove it or choose another path."
-                )
-            replaced = output.with_name(f".{secrets.token_hex(6)}.replaced.{output.name}")
-            os.rename(output, replaced)
-        try:
-            _move_exclusively(temporary, output)
-        except FileExistsError:
-            if replaced is not None:
-                os.rename(replaced, output)
-            raise OutputAppeared(
-                f"{output} appeared while this run was writing it (another run?), so no output of "
-                "this run was kept; choose another path or pass --overwrite to replace it."
-            ) from None
-        return replaced
-
-    def __enter__(self) -> "StagedOutputs":
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        if error_type is None:
-            self.publish()
-        else:
-            self.discard()
-
-
-def _move_exclusively(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``, raising FileExistsError rather than replacing anything there."""
-    if not source.is_dir():
-        try:
-            os.link(source, target)  # fails when target exists, whoever created it and when
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links (FAT, some network shares)
-            pass
-        else:
-            os.unlink(source)
-            return
-    if os.path.lexists(target):
-        raise FileExistsError(target)
-    try:
-        os.rename(source, target)  # POSIX: never onto a file or a non-empty folder
-    except OSError:
-        if os.path.lexists(target):
-            raise FileExistsError(target) from None
-        raise
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-@contextmanager
-def _signals_held() -> Iterator[list[int]]:
-    """Hold SIGINT and SIGTERM (main thread only) while the block runs; yields the list of those received.
-
-    They are delivered to the handlers in place before when the block ends normally; when it ends
-    by an exception, that exception stands for them.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = {}
-    for number in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(number) is not signal.SIG_IGN:
-            previous[number] = signal.signal(number, lambda number, frame: received.append(number))
-    try:
-        yield received
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-    for number in received:
-        signal.raise_signal(number)
-
-
-@contextmanager
-def atomic_output(path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` and move it onto ``path`` on success.
-
-    On any exception the temporary file is deleted and the exception re-raised, so a
-    partial file never appears at ``path`` (and an existing file there stays untouched).
-    The temporary name is hidden (leading dot) and ends in ``path``'s name.
-    """
-    with StagedOutputs(overwrite=True) as outputs:
-        yield outputs.stage(path)
 
 
 def read_image(path, *, axes: str | None = None) -> ImageData:
@@ -362,16 +179,9 @@ def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None
     if given_axes is None:
         axes = series_axes(series, page, path)  # refuses RGB before any pixel is read
     else:
-        axes = _name_unknown_stack_axis(series.axes)
+        axes = name_unknown_stack_axis(series.axes)
 
-    channel_names = provenance.get("channel_names")
-    if tiff.is_ome:
-        pixel_size_nm, channel_names = _ome_calibration(tiff.ome_metadata, path)
-    elif tiff.is_imagej:
-        pixel_size_nm = _imagej_pixel_size(page, tiff.imagej_metadata, path)
-        channel_names = channel_names or _imagej_channel_names(tiff.imagej_metadata)
-    else:
-        pixel_size_nm = _plain_tiff_pixel_size(page, path)
+    pixel_size_nm, channel_names = tiff_calibration(tiff, path, provenance.get("channel_names"))
 
     check_fits_in_memory(series.shape, series.dtype, path.name)
     check_tiff_data(tiff, path)
@@ -392,7 +202,7 @@ def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None
         data=data,
         pixel_size_nm=pixel_size_nm,
         axes=axes,
-        channel_names=_channel_names_for(channel_names, data.shape, axes),
+        channel_names=channel_names_for(channel_names, data.shape, axes),
         metadata=provenance.get("metadata", {}),
     )
 
@@ -433,33 +243,6 @@ def _restore_written_axes(data: np.ndarray, series, written_axes) -> tuple[np.nd
     kept_shape = [size for axis, size in zip(file_axes, file_shape) if axis in written_axes]
     kept = data.reshape(kept_shape)
     return np.transpose(kept, [kept_axes.index(axis) for axis in written_axes]), written_axes
-
-
-def series_axes(series, page, path: Path) -> str:
-    """The axes of a tifffile series in this module's vocabulary; an RGB image is refused.
-
-    Samples stored as separate planes (``S`` before ``Y``) and the extra samples of a
-    grey-level pixel are channels (``C``, left where the file has them); interleaved colour
-    samples (photometric RGB and its relatives) make an RGB image.
-    """
-    axes = _name_unknown_stack_axis(series.axes)
-    if "S" not in axes:
-        return axes
-    interleaved = axes.index("S") > axes.index("X")
-    grey = page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE)
-    if interleaved and not grey:
-        samples = series.shape[axes.index("S")]
-        raise NanoscopyError(
-            f"{path.name} is an RGB image ({samples} colour samples per pixel) and nanoscopy models "
-            "need a single fluorescence channel; export the raw channel as a greyscale TIFF, or read "
-            "the samples as channels (axes 'YXC', --axes YXC on the command line) and pick one."
-        )
-    if "C" in axes:
-        raise NanoscopyError(
-            f"{path.name} has both channels and samples per pixel (axes {axes!r}); give its axes "
-            "explicitly (--axes on the command line), e.g. 'CZYX'."
-        )
-    return axes.replace("S", "C")
 
 
 def axes_order(given, shape: tuple[int, ...], axes: str, what: str) -> tuple[list[int], str]:
@@ -545,118 +328,6 @@ def select_channel(image: ImageData, channel=None, *, what: str = "The image", h
         axes=image.axes.replace("C", ""),
         channel_names=[names[index]] if names and len(names) == image.data.shape[axis] else None,
         metadata=image.metadata,
-    )
-
-
-def _name_unknown_stack_axis(axes: str) -> str:
-    if "Z" in axes:
-        return axes
-    for unknown in _UNKNOWN_STACK_AXES:
-        if unknown in axes:
-            return axes.replace(unknown, "Z", 1)
-    return axes
-
-
-def _channel_names_for(names, shape: tuple[int, ...], axes: str) -> list[str] | None:
-    if not isinstance(names, list):
-        return None
-    channel_count = shape[axes.index("C")] if "C" in axes else 1
-    return names if len(names) == channel_count else None
-
-
-def _imagej_channel_names(imagej_metadata: dict | None) -> list[str] | None:
-    """ImageJ slice labels of the first time point and slice: one per channel, C varying fastest."""
-    metadata = imagej_metadata or {}
-    labels = metadata.get("Labels")
-    count = int(metadata.get("channels", 1))
-    if count < 2 or not isinstance(labels, list) or len(labels) < count:
-        return None
-    names = [label.strip() if isinstance(label, str) else "" for label in labels[:count]]
-    return names if all(names) else None
-
-
-def _ome_calibration(ome_xml: str, path: Path) -> tuple[float | None, list[str] | None]:
-    """Pixel size (nm) and channel names of the first OME Image."""
-    pixels = next(
-        (
-            element
-            for element in ElementTree.fromstring(ome_xml).iter()
-            if _local_name(element) == "Pixels"
-        ),
-        None,
-    )
-    if pixels is None:
-        return None, None
-
-    def physical_size_nm(axis):
-        size = pixels.get(f"PhysicalSize{axis}")
-        if size is None:
-            return None
-        nm_per_unit = _nm_per_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"), path)
-        return None if nm_per_unit is None else float(size) * nm_per_unit
-
-    pixel_size_nm = _lateral_pixel_size(physical_size_nm("X"), physical_size_nm("Y"), path)
-    names = [channel.get("Name") for channel in pixels if _local_name(channel) == "Channel"]
-    return pixel_size_nm, (names if names and all(names) else None)
-
-
-def _local_name(element) -> str:
-    return element.tag.rpartition("}")[2]
-
-
-def _imagej_pixel_size(page, imagej_metadata: dict | None, path: Path) -> float | None:
-    unit = (imagej_metadata or {}).get("unit")
-    if unit is None:
-        return None
-    nm_per_unit = _nm_per_unit(unit, path)
-    return _pixel_size_from_resolution(page, nm_per_unit, path)
-
-
-def _plain_tiff_pixel_size(page, path: Path) -> float | None:
-    if page.resolutionunit != tifffile.RESUNIT.CENTIMETER:
-        return None
-    return _pixel_size_from_resolution(page, _NM_PER_CM, path)
-
-
-def _pixel_size_from_resolution(page, nm_per_unit: float | None, path: Path) -> float | None:
-    """Pixel size from the X/YResolution tags, which count pixels per unit."""
-    if nm_per_unit is None or "XResolution" not in page.tags:
-        return None
-    x_pixels_per_unit, y_pixels_per_unit = page.resolution
-    if "YResolution" not in page.tags:
-        y_pixels_per_unit = x_pixels_per_unit
-
-    def size_nm(pixels_per_unit):
-        return nm_per_unit / pixels_per_unit if pixels_per_unit > 0 else None
-
-    return _lateral_pixel_size(size_nm(x_pixels_per_unit), size_nm(y_pixels_per_unit), path)
-
-
-def _lateral_pixel_size(x_nm: float | None, y_nm: float | None, path: Path) -> float | None:
-    """One lateral pixel size from X and Y; a missing or invalid one defers to the other."""
-    sizes = [
-        size for size in (x_nm, y_nm) if size is not None and math.isfinite(size) and size > 0
-    ]
-    if not sizes:
-        return None
-    if max(sizes) > min(sizes) * (1 + _ANISOTROPY_TOLERANCE):
-        raise NanoscopyError(
-            f"{path} has anisotropic pixels ({x_nm:g} nm in X, {y_nm:g} nm in Y), which are "
-            "not supported; resample the image to square pixels first."
-        )
-    return sizes[0]
-
-
-def _nm_per_unit(unit: str, path: Path) -> float | None:
-    """Nanometres per length unit; None for units that mean "not calibrated"."""
-    unit = unit.strip()
-    if unit in _NM_PER_UNIT:
-        return _NM_PER_UNIT[unit]
-    if unit.lower() in _UNCALIBRATED_UNITS:
-        return None
-    raise NanoscopyError(
-        f"{path} gives its pixel size in the unsupported unit {unit!r}; re-save it with a "
-        "metric unit (nm, µm, mm, m) or Å."
     )
 
 
@@ -786,7 +457,7 @@ def _write_imagej(path, data, axes, pixel_size_nm, provenance_tag) -> None:
 def _write_plain(path, data, axes, pixel_size_nm, provenance_tag) -> None:
     resolution = None
     if pixel_size_nm is not None:
-        pixels_per_cm = _NM_PER_CM / pixel_size_nm
+        pixels_per_cm = NM_PER_CM / pixel_size_nm
         resolution = (pixels_per_cm, pixels_per_cm)
     tifffile.imwrite(
         path,
@@ -821,20 +492,6 @@ def check_fits_in_memory(shape, dtype, what: str,
         raise NanoscopyError(
             f"{what} is a {'x'.join(str(int(n)) for n in shape)} {np.dtype(dtype)} image ({needed / 1e9:.1f} GB), "
             f"more than the {available / 1e9:.1f} GB of memory available; {remedy}."
-        )
-
-
-def check_tiff_data(tiff: tifffile.TiffFile, path: Path) -> None:
-    """Refuse a TIFF whose strips or tiles cannot hold the image its header describes (a damaged or
-    truncated file), before any pixel is read: tifffile would fail later, or return zeros."""
-    page = tiff.pages.first
-    expected = math.prod(page.chunked)
-    end = tiff.filehandle.size
-    inside = sum(1 for offset, count in zip(page.dataoffsets, page.databytecounts) if offset + count <= end)
-    if len(page.dataoffsets) < expected or inside < len(page.dataoffsets):
-        raise NanoscopyError(
-            f"{path.name} is damaged: its header describes a {'x'.join(map(str, page.shape))} image in {expected} "
-            f"strips or tiles, but the file holds only {inside} of them; export the image again."
         )
 
 

@@ -22,7 +22,7 @@ class LazyTiff:
     def __init__(self, path: str | os.PathLike, axes: str | None = None):
         import tifffile
 
-        from . import io as nio
+        from .tiff_metadata import channel_names_for, check_tiff_data, series_axes, tiff_calibration
 
         zarr = require_zarr()
         self.path = Path(path).expanduser()
@@ -35,19 +35,12 @@ class LazyTiff:
                 raise NanoscopyError(f"{self.path} contains no image data; check that it is an image file.")
             series = self._tiff.series[0]
             page = self._tiff.pages.first
-            nio.check_tiff_data(self._tiff, self.path)  # a damaged header fails here, not block by block
-            names = None
-            if self._tiff.is_ome:
-                self.pixel_size_nm, names = nio._ome_calibration(self._tiff.ome_metadata, self.path)
-            elif self._tiff.is_imagej:
-                self.pixel_size_nm = nio._imagej_pixel_size(page, self._tiff.imagej_metadata, self.path)
-                names = nio._imagej_channel_names(self._tiff.imagej_metadata)
-            else:
-                self.pixel_size_nm = nio._plain_tiff_pixel_size(page, self.path)
-            file_axes = nio.series_axes(series, page, self.path) if axes is None else series.axes
+            check_tiff_data(self._tiff, self.path)  # a damaged header fails here, not block by block
+            self.pixel_size_nm, names = tiff_calibration(self._tiff, self.path)
+            file_axes = series_axes(series, page, self.path) if axes is None else series.axes
             self.axes = axes_as_stored(axes, series.shape, file_axes, self.path.name)
             self.array = zarr.open(series.aszarr(), mode="r")
-            self.channel_names = nio._channel_names_for(names, self.array.shape, self.axes)
+            self.channel_names = channel_names_for(names, self.array.shape, self.axes)
         except BaseException:
             self._tiff.close()
             raise

@@ -9,7 +9,8 @@ normalise them), the in-memory :class:`~napari_nanoscopy.inference.Restorer` and
     model_input = fitted.apply(frame)              # float32, in the model's range
     restored = fitted.invert(model_output)         # back to output units
 
-Input modes (per channel): ``percentile`` (``low`` / ``high`` percentiles), ``minmax``,
+The specs are the typed sections of :mod:`napari_nanoscopy.card` (plain dicts of the same
+JSON are read into them). Input modes (per channel): ``percentile`` (``low`` / ``high`` percentiles), ``minmax``,
 ``meanstd`` (mean -> range[0], mean + std + ``eps`` -> range[1]), ``fixed`` (``min`` / ``max``
 intensities) and ``none``; each maps to the spec's ``range`` (default [-1, 1]). Output modes:
 ``range`` (the model's range -> [0, 1]) and ``input`` (the inverse of the first channel's input
@@ -24,16 +25,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Mapping, NoReturn, Sequence
 
 import numpy as np
 
+from .card import Fixed, InputNormalisation, MeanStd, NoNormalisation, OutputNormalisation, Percentile
 from .errors import NanoscopyError
 
 PERCENTILE_SAMPLE = 1 << 22  # pixels; larger planes are subsampled on a regular grid for statistics
-DEFAULT_RANGE = (-1.0, 1.0)
 # Modes whose mapping does not depend on the image it is applied to
-DATA_INDEPENDENT_MODES = ("fixed", "none")
+DATA_INDEPENDENT_MODES = (Fixed.mode, NoNormalisation.mode)
 
 
 @dataclass(frozen=True)
@@ -71,22 +72,32 @@ def statistics_sample(source, index: tuple = ()) -> np.ndarray:
     return np.asarray(source[tuple(index) + middle + (slice(None, None, step), slice(None, None, step))])
 
 
-def fit_affine(plane: np.ndarray, spec: dict[str, Any], *, channel: int = 0, plane_index: int = 0) -> Affine:
+def _spec_problem(problem: str) -> NoReturn:
+    raise NanoscopyError(f"The normalisation spec is invalid: {problem}; see docs/model-packages.md for the modes.")
+
+
+def input_spec(spec: InputNormalisation | Mapping) -> InputNormalisation:
+    """``spec`` as a typed input section (a dict of its JSON is read and checked)."""
+    return InputNormalisation.from_dict(spec, "spec", _spec_problem)
+
+
+def fit_affine(plane: np.ndarray, spec: InputNormalisation | Mapping, *, channel: int = 0,
+               plane_index: int = 0) -> Affine:
     """The affine that ``spec`` gives for one (Y, X) ``plane`` (channel ``channel`` of plane ``plane_index``,
     named when it is constant)."""
-    mode = spec.get("mode")
-    if mode == "none":
+    spec = input_spec(spec)
+    if isinstance(spec, NoNormalisation):
         return IDENTITY
-    low_target, high_target = spec.get("range", DEFAULT_RANGE)
-    if mode == "fixed":
-        low, high = float(spec["min"]), float(spec["max"])
+    low_target, high_target = spec.range
+    if isinstance(spec, Fixed):
+        low, high = spec.min, spec.max
     else:
         values = statistics_sample(plane)
-        if mode == "percentile":
-            low, high = np.percentile(values, [float(spec.get("low", 1.0)), float(spec.get("high", 99.8))])
-        elif mode == "meanstd":  # mean -> range[0], mean + std (+ eps) -> range[1]
+        if isinstance(spec, Percentile):
+            low, high = np.percentile(values, [spec.low, spec.high])
+        elif isinstance(spec, MeanStd):  # mean -> range[0], mean + std (+ eps) -> range[1]
             low = float(values.mean(dtype=np.float64))
-            high = low + float(values.std(dtype=np.float64)) + float(spec.get("eps", 0.0))
+            high = low + float(values.std(dtype=np.float64)) + spec.eps
         else:  # minmax
             low, high = float(values.min()), float(values.max())
         if high <= low:
@@ -111,14 +122,18 @@ class Normaliser:
     the plane it was fitted on.
     """
 
-    inputs: tuple[dict[str, Any], ...]
-    output: dict[str, Any] = dataclasses.field(default_factory=lambda: {"mode": "input"})
+    inputs: tuple[InputNormalisation, ...]
+    output: OutputNormalisation = dataclasses.field(default_factory=lambda: OutputNormalisation(mode="input"))
     affines: tuple[Affine, ...] | None = None
+
+    def __post_init__(self) -> None:  # specs given as dicts of their JSON are read into sections
+        object.__setattr__(self, "inputs", tuple(input_spec(spec) for spec in self.inputs))
+        object.__setattr__(self, "output", OutputNormalisation.from_dict(self.output, _spec_problem, "output"))
 
     @classmethod
     def from_card(cls, card) -> Normaliser:
         """The normaliser a model card describes (its per-channel input specs and output spec)."""
-        return cls(tuple(card.input_normalizations()), card.output_normalization())
+        return cls(tuple(card.input_normalizations()), card.normalization.output)
 
     @property
     def fitted(self) -> bool:
@@ -126,7 +141,7 @@ class Normaliser:
 
     def depends_on_data(self, channel: int = 0) -> bool:
         """True when ``channel`` is normalised with statistics of the image itself."""
-        return self.inputs[channel].get("mode") not in DATA_INDEPENDENT_MODES
+        return self.inputs[channel].mode not in DATA_INDEPENDENT_MODES
 
     def fit(self, frame: Sequence[np.ndarray], *, plane: int = 0) -> Normaliser:
         """A copy fitted to ``frame`` (C, Y, X), or to a :func:`statistics_sample` of a larger plane.
@@ -148,8 +163,8 @@ class Normaliser:
     @property
     def output_affine(self) -> Affine:
         """The mapping from the model's output range to output units."""
-        low, high = self.output.get("range", DEFAULT_RANGE)
-        if self.output["mode"] == "range":  # model range -> [0, 1]
+        low, high = self.output.range
+        if self.output.mode == "range":  # model range -> [0, 1]
             return Affine(1.0 / (high - low), -low / (high - low))
         # "input": invert the first channel's normalisation, back to the input's intensity units
         return self._affines()[0].inverse()

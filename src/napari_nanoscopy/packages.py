@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,22 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .card import (
+    GeneratorArchitecture,
+    InputNormalisation,
+    Normalisation,
+    Section,
+    Task,
+    TaskNetworkArchitecture,
+    card_problem,
+    check_names,
+    check_number,
+    shown,
+)
 from .errors import NanoscopyError
 from .io import read_json_object
 from .limits import MAX_SAMPLES, PIXEL_SIZE_RANGE_NM
-from .models import FAMILIES, TASK_NETWORKS, build_generator, build_task_network
+from .models import FAMILIES
 from .safety import inside
 
 CARD_FILE = "model.json"
@@ -46,27 +57,26 @@ FORMAT_VERSION = 1
 GENERATOR_PREFIX = "generator."
 TASK_PREFIX = "task."
 
-NORMALIZATION_MODES = ("percentile", "minmax", "meanstd", "fixed", "none")
-OUTPUT_MODES = ("range", "input")
-# A tanh generator sees and produces [-1, 1]; a linear one (CARE) works in [0, 1] units.
-DEFAULT_INPUT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8, "range": [-1.0, 1.0]}
-DEFAULT_OUTPUT_NORMALIZATION = {"mode": "range", "range": [-1.0, 1.0]}
-
 
 @dataclass
 class ModelCard:
-    """The contents of ``model.json``; see ``docs/model-packages.md`` for every field."""
+    """The contents of ``model.json``; see ``docs/model-packages.md`` for every field.
+
+    ``generator``, ``normalization``, ``task`` and ``task_network`` are the typed sections of
+    :mod:`napari_nanoscopy.card`; given as plain dicts (a card made in code), they are read into
+    sections, and checked, when the card is made.
+    """
 
     name: str
     family: str
-    generator: dict[str, Any]
+    generator: GeneratorArchitecture
     input_channels: list[str]
     output_channels: list[str]
     pixel_size_nm: float | None
-    normalization: dict[str, Any]
+    normalization: Normalisation
     description: str = ""
-    task_network: dict[str, Any] | None = None
-    task: dict[str, Any] | None = None
+    task_network: TaskNetworkArchitecture | None = None
+    task: Task | None = None
     default_samples: int = 1
     acquisition: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -74,17 +84,21 @@ class ModelCard:
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:  # sections given as dicts (a card made in code) are read here
+        fields = vars(self)
+        fields.update(_read_sections(card_problem(CARD_FILE), fields))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
             "name": self.name,
             "family": self.family,
             "description": self.description,
-            "architecture": {"generator": self.generator, "task_network": self.task_network},
+            "architecture": {"generator": self.generator.to_dict(), "task_network": _json_of(self.task_network)},
             "channels": {"input": self.input_channels, "output": self.output_channels},
             "pixel_size_nm": self.pixel_size_nm,
-            "normalization": self.normalization,
-            "task": self.task,
+            "normalization": self.normalization.to_dict(),
+            "task": _json_of(self.task),
             "default_samples": self.default_samples,
             "acquisition": self.acquisition,
             "training": self.training,
@@ -105,7 +119,7 @@ class ModelCard:
         def typed(value, kind: type, where: str, expected: str):
             if not isinstance(value, kind):
                 raise NanoscopyError(
-                    f"The model card {source} is malformed: {where} is {_shown(value)}, not {expected}; "
+                    f"The model card {source} is malformed: {where} is {shown(value)}, not {expected}; "
                     "fix model.json or re-export the package (see docs/model-packages.md)."
                 )
             return value
@@ -119,7 +133,7 @@ class ModelCard:
         architecture = need(data, "architecture", "")
         channels = need(data, "channels", "")
         weights = need(data, "weights", "")
-        card = cls(
+        fields = dict(
             name=str(need(data, "name", "")),
             family=str(need(data, "family", "")),
             generator=dict(typed(need(architecture, "generator", "architecture."), dict, "architecture.generator",
@@ -137,6 +151,11 @@ class ModelCard:
             metrics=dict(typed(data.get("metrics") or {}, dict, "metrics", "an object")),
             weights_sha256=str(need(weights, "sha256", "weights.")),
         )
+        # The sections are read here, so that their messages name this card's source.
+        fail = card_problem(source)
+        _check_fields(fail, fields)
+        fields.update(_read_sections(fail, fields))
+        card = cls(**fields)
         card.validate(source)
         if card.pixel_size_nm is not None:
             card.pixel_size_nm = float(card.pixel_size_nm)
@@ -144,112 +163,59 @@ class ModelCard:
         return card
 
     def validate(self, source: str = "model.json") -> None:
-        """Check the card's own consistency, field types and ranges included (the network's sizes are
-        checked when it is built, the weights when they are loaded)."""
-
-        def fail(problem: str) -> None:
-            raise NanoscopyError(
-                f"The model card {source} is invalid: {problem}; the package is malformed, fix model.json "
-                "or re-export it."
-            )
-
-        def number(where: str, value, low: float = -math.inf, high: float = math.inf) -> float:
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or not low <= value <= high:
-                bounds = f" from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high) else ""
-                fail(f"{where} must be a finite number{bounds}, not {_shown(value)}")
-            return float(value)
-
-        def interval(where: str, value) -> None:  # a [low, high] pair of distinct finite numbers
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
-                fail(f"{where} must be a list of two numbers, not {_shown(value)}")
-            if number(f"{where}[0]", value[0]) == number(f"{where}[1]", value[1]):
-                fail(f"{where} must hold two different numbers, not {_shown(value)}")
-
-        def names(where: str, value) -> None:
-            if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
-                fail(f"{where} must be a list of names, not {_shown(value)}")
-
-        if self.family not in FAMILIES:
-            fail(f"unknown family '{self.family}' (known: {', '.join(FAMILIES)})")
-        if self.pixel_size_nm is not None:
-            number("pixel_size_nm", self.pixel_size_nm, *PIXEL_SIZE_RANGE_NM)
-        names("channels.input", self.input_channels)
-        names("channels.output", self.output_channels)
-        if not self.input_channels or not self.output_channels:
-            fail("channels.input and channels.output must each name at least one channel")
-        if not isinstance(self.normalization.get("input", {}), (dict, list)):
-            fail(f"normalization.input must be an object or a list of them, not {_shown(self.normalization['input'])}")
-        input_norms = self.input_normalizations()
-        if len(input_norms) != len(self.input_channels):
-            fail(
-                f"normalization.input lists {len(input_norms)} channels but channels.input has "
-                f"{len(self.input_channels)}"
-            )
-        for index, norm in enumerate(input_norms):
-            where = "normalization.input" + (f"[{index}]" if isinstance(self.normalization.get("input"), list) else "")
-            if not isinstance(norm, dict):
-                fail(f"{where} must be an object, not {_shown(norm)}")
-            mode = norm.get("mode")
-            if mode not in NORMALIZATION_MODES:
-                fail(f"normalization mode '{mode}' is not one of {', '.join(NORMALIZATION_MODES)}")
-            if mode == "percentile":
-                low = number(f"{where}.low", norm.get("low", 1.0), 0.0, 100.0)
-                if not low < number(f"{where}.high", norm.get("high", 99.8), 0.0, 100.0):
-                    fail(f"{where}.low ({low:g}) must be below {where}.high ({norm.get('high', 99.8)!r})")
-            elif mode == "fixed":
-                if not number(f"{where}.min", norm.get("min")) < number(f"{where}.max", norm.get("max")):
-                    fail(f"{where}.min must be below {where}.max, not {norm.get('min')!r} and {norm.get('max')!r}")
-            elif mode == "meanstd":
-                number(f"{where}.eps", norm.get("eps", 0.0), 0.0)
-            if mode != "none":
-                interval(f"{where}.range", norm.get("range", [-1.0, 1.0]))
-        output = self.output_normalization()
-        if not isinstance(output, dict):
-            fail(f"normalization.output must be an object, not {_shown(output)}")
-        if output.get("mode") not in OUTPUT_MODES:
-            fail(f"normalization.output mode '{output.get('mode')}' is not one of {', '.join(OUTPUT_MODES)}")
-        interval("normalization.output.range", output.get("range", [-1.0, 1.0]))
+        """Check the card's own consistency, field types and ranges included (each section checks
+        itself when read; the network's sizes are checked when it is built, the weights when they
+        are loaded)."""
+        fail = card_problem(source)
+        _check_fields(fail, vars(self))
+        inputs = self.normalization.inputs
+        if not self.normalization.shared and len(inputs) != len(self.input_channels):
+            fail(f"normalization.input lists {len(inputs)} channels but channels.input has {len(self.input_channels)}")
         if (isinstance(self.default_samples, bool) or not isinstance(self.default_samples, Integral)
                 or not 1 <= self.default_samples <= MAX_SAMPLES):
-            fail(f"default_samples must be a whole number from 1 to {MAX_SAMPLES}, not {_shown(self.default_samples)}")
-        if self.task is not None:
-            if not isinstance(self.task, dict):
-                fail(f"task must be an object, not {_shown(self.task)}")
-            if self.task_network is None:
-                fail("it describes task outputs but no architecture.task_network")
-            outputs = self.task.get("outputs") or []
-            thresholds = self.task.get("thresholds") or []
-            names("task.outputs", outputs)
-            if not isinstance(thresholds, (list, tuple)):
-                fail(f"task.thresholds must be a list of numbers, not {_shown(thresholds)}")
-            for index, threshold in enumerate(thresholds):
-                number(f"task.thresholds[{index}]", threshold)
-            if not outputs or len(outputs) != len(thresholds):
-                fail("task.outputs and task.thresholds must be non-empty lists of equal length")
-        if self.task_network is not None:
-            if not isinstance(self.task_network, dict) or not isinstance(self.task_network.get("kwargs", {}), dict):
-                fail(f"architecture.task_network must be an object with a kind and kwargs, not {_shown(self.task_network)}")
-            kind = self.task_network.get("kind")
-            if kind not in TASK_NETWORKS:
-                fail(f"unknown task network '{kind}' (known: {', '.join(TASK_NETWORKS)})")
+            fail(f"default_samples must be a whole number from 1 to {MAX_SAMPLES}, not {shown(self.default_samples)}")
+        if self.task is not None and self.task_network is None:
+            fail("it describes task outputs but no architecture.task_network")
 
-    def input_normalizations(self) -> list[dict[str, Any]]:
-        """One normalisation dict per input channel (a single dict applies to all channels)."""
-        spec = self.normalization.get("input", DEFAULT_INPUT_NORMALIZATION)
-        if isinstance(spec, dict):
-            return [spec] * len(self.input_channels)
-        return list(spec)
-
-    def output_normalization(self) -> dict[str, Any]:
-        return self.normalization.get("output", DEFAULT_OUTPUT_NORMALIZATION)
+    def input_normalizations(self) -> list[InputNormalisation]:
+        """One normalisation spec per input channel (a single spec applies to all channels)."""
+        return list(self.normalization.for_channels(len(self.input_channels)))
 
     def summary(self) -> str:
         pixel = f"{self.pixel_size_nm:g} nm" if self.pixel_size_nm else "any pixel size"
-        task = f", task: {', '.join(self.task['outputs'])}" if self.task else ""
+        task = f", task: {', '.join(self.task.outputs)}" if self.task is not None else ""
         return (
             f"{self.name} [{self.family}] {pixel}, in: {', '.join(self.input_channels)}, "
             f"out: {', '.join(self.output_channels)}{task}"
         )
+
+
+def _check_fields(fail, fields: dict[str, Any]) -> None:
+    """The plain fields checked before the sections are read: family, pixel size, channel names."""
+    family, pixel_size_nm = fields["family"], fields["pixel_size_nm"]
+    if family not in FAMILIES:
+        fail(f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
+    if pixel_size_nm is not None:
+        check_number(fail, "pixel_size_nm", pixel_size_nm, *PIXEL_SIZE_RANGE_NM)
+    check_names(fail, "channels.input", fields["input_channels"])
+    check_names(fail, "channels.output", fields["output_channels"])
+    if not fields["input_channels"] or not fields["output_channels"]:
+        fail("channels.input and channels.output must each name at least one channel")
+
+
+def _read_sections(fail, fields: dict[str, Any]) -> dict[str, Any]:
+    """The card's sections read from ``fields`` (those already read are kept as they are)."""
+    task, task_network = fields["task"], fields["task_network"]
+    return {
+        "generator": GeneratorArchitecture.from_dict(fields["family"], fields["generator"], fail),
+        "normalization": Normalisation.from_dict(fields["normalization"], fail),
+        "task": None if task is None else Task.from_dict(task, fail),
+        "task_network": None if task_network is None else TaskNetworkArchitecture.from_dict(task_network, fail),
+    }
+
+
+def _json_of(section: Section | None) -> dict[str, Any] | None:
+    return None if section is None else section.to_dict()
 
 
 @dataclass
@@ -283,10 +249,8 @@ def bundled_model_names() -> list[str]:
 
 def build_modules(card: ModelCard) -> tuple[torch.nn.Module, torch.nn.Module | None]:
     try:
-        generator = build_generator(card.family, **card.generator)
-        task_network = None
-        if card.task_network is not None:
-            task_network = build_task_network(card.task_network["kind"], **card.task_network.get("kwargs", {}))
+        generator = card.generator.build()
+        task_network = card.task_network.build() if card.task_network is not None else None
     except NanoscopyError as error:  # a size out of range, a wrong type: say that the card is at fault
         raise NanoscopyError(
             f"The model card of '{card.name}' describes a network that cannot be built ({str(error).rstrip('.')}); "
@@ -303,9 +267,9 @@ def build_modules(card: ModelCard) -> tuple[torch.nn.Module, torch.nn.Module | N
             f"generator produces {generator.out_channels}; fix channels.output in model.json."
         )
     if task_network is not None and card.task is not None:
-        if len(card.task["outputs"]) != task_network.out_channels:
+        if len(card.task.outputs) != task_network.out_channels:
             raise NanoscopyError(
-                f"The model card of '{card.name}' names {len(card.task['outputs'])} task outputs but its "
+                f"The model card of '{card.name}' names {len(card.task.outputs)} task outputs but its "
                 f"task network produces {task_network.out_channels}; fix task.outputs in model.json."
             )
     return generator, task_network
@@ -328,12 +292,6 @@ def split_state(tensors: dict[str, torch.Tensor], with_task: bool) -> tuple[dict
             "the weights file does not match model.json."
         )
     return generator_state, task_state
-
-
-def _shown(value, limit: int = 60) -> str:
-    """A field's value for a message: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _first(names: list[str], n: int = 3) -> str:

@@ -44,7 +44,7 @@ class RemoteRestorer:
         self.device, self.mc_mode, self.worker, self.precision = device, mc_mode, worker, precision
         generator = package.generator
         self.in_channels, self.out_channels = generator.in_channels, generator.out_channels
-        self.task_names = list(self.card.task["outputs"]) if self.card.task else []
+        self.task_names = list(self.card.task.outputs) if self.card.task is not None else []
         self._executor = BlockExecutor(scheduler, package)
 
     def restore(self, image, *, progress=None, should_cancel=None, **options):

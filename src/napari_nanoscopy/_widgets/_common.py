@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QSizePolicy
 
-from .._napari_io import _pixel_size_nm
+from .._napari_io import pixel_size_from_meta
 from ..errors import Cancelled, NanoscopyError
 
 PROGRESS_INTERVAL_S = 0.05  # the worker forwards progress at most this often (the last step always)
@@ -53,7 +53,7 @@ def layer_pixel_size_nm(layer) -> tuple[float | None, str]:
             "metadata": dict(layer.metadata or {})}
     units = meta["units"]
     try:
-        size = _pixel_size_nm(meta)
+        size = pixel_size_from_meta(meta)
     except NanoscopyError as error:
         return None, str(error)
     if size is None:

@@ -23,6 +23,42 @@ class _Series:
     smooth: int = 0
 
 
+@dataclass
+class _Canvas:
+    """One paint pass: the painter, the plot rectangle and the data ranges it maps onto it."""
+
+    painter: QPainter
+    plot: QRectF
+    left: float  # width of the y tick label column
+    line_height: float
+    text_color: QColor
+    ranges: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)  # x_low, x_high, y_low, y_high
+
+    def to_point(self, x: float, y: float) -> QPointF:
+        x_low, x_high, y_low, y_high = self.ranges
+        px = self.plot.left() + (x - x_low) / (x_high - x_low) * self.plot.width()
+        py = self.plot.bottom() - (y - y_low) / (y_high - y_low) * self.plot.height()
+        return QPointF(px, py)
+
+    def draw_curve(self, xs, ys, pen: QPen) -> None:
+        """A polyline through the finite points, broken at NaN (log of a non-positive value)."""
+        path = QPainterPath()
+        started = False
+        step = max(1, len(xs) // 2000)  # at most ~2000 vertices per curve
+        for x_value, y_value in zip(xs[::step], ys[::step]):
+            if not np.isfinite(y_value):
+                started = False
+                continue
+            point = self.to_point(x_value, y_value)
+            if started:
+                path.lineTo(point)
+            else:
+                path.moveTo(point)
+                started = True
+        self.painter.setPen(pen)
+        self.painter.drawPath(path)
+
+
 def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     """Mean of the last ``window`` values at each point (fewer at the start)."""
     if window <= 1 or y.size == 0:
@@ -172,38 +208,50 @@ class PlotWidget(QWidget):
         font = QFont(self.font())
         font.setPointSizeF(max(font.pointSizeF() * 0.85, 7.0))
         painter.setFont(font)
+        canvas = self._lay_out(painter, text_color)
+        painter.setPen(text_color)
+        if self.title:
+            painter.drawText(QRectF(0, 2, self.width(), canvas.line_height), Qt.AlignmentFlag.AlignHCenter, self.title)
+        ranges = self._ranges()
+        if ranges is None or canvas.plot.width() < 20 or canvas.plot.height() < 20:
+            painter.drawText(canvas.plot, Qt.AlignmentFlag.AlignCenter, self.empty_text)
+            painter.end()
+            return
+        canvas.ranges = ranges
+        self._draw_axes(canvas)
+        painter.setClipRect(canvas.plot)
+        self._draw_histograms(canvas)
+        self._draw_markers(canvas)
+        self._draw_lines(canvas)
+        painter.setClipping(False)
+        self._draw_legend(canvas)
+        painter.end()
+
+    def _lay_out(self, painter: QPainter, text_color: QColor) -> _Canvas:
+        """Room for the title above, the y tick labels on the left and the x ticks and label below."""
         metrics = painter.fontMetrics()
         line_height = metrics.height()
         left = metrics.horizontalAdvance("0.0000") + line_height + 10
         top = line_height + 6 if self.title else 6
         plot = QRectF(left, top, self.width() - left - 10, self.height() - top - 2 * line_height - 8)
-        painter.setPen(text_color)
-        if self.title:
-            painter.drawText(QRectF(0, 2, self.width(), line_height), Qt.AlignmentFlag.AlignHCenter, self.title)
-        ranges = self._ranges()
-        if ranges is None or plot.width() < 20 or plot.height() < 20:
-            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, self.empty_text)
-            painter.end()
-            return
-        x_low, x_high, y_low, y_high = ranges
+        return _Canvas(painter, plot, left, line_height, text_color)
 
-        def to_point(x: float, y: float) -> QPointF:
-            px = plot.left() + (x - x_low) / (x_high - x_low) * plot.width()
-            py = plot.bottom() - (y - y_low) / (y_high - y_low) * plot.height()
-            return QPointF(px, py)
-
+    def _draw_axes(self, canvas: _Canvas) -> None:
+        """Grid lines with tick labels, the frame, and the axis labels."""
+        painter, plot, line_height, text_color = canvas.painter, canvas.plot, canvas.line_height, canvas.text_color
+        x_low, _, y_low, y_high = canvas.ranges
         grid = QColor(text_color)
         grid.setAlpha(40)
         for tick in log_ticks(y_low, y_high) if self.log_y else nice_ticks(y_low, y_high, 4):
-            point = to_point(x_low, tick)
+            point = canvas.to_point(x_low, tick)
             painter.setPen(QPen(grid, 1))
             painter.drawLine(QPointF(plot.left(), point.y()), QPointF(plot.right(), point.y()))
             painter.setPen(text_color)
             label = _format(float(f"{10 ** tick:.3g}")) if self.log_y else _format(tick)
-            painter.drawText(QRectF(0, point.y() - line_height / 2, left - 4, line_height),
+            painter.drawText(QRectF(0, point.y() - line_height / 2, canvas.left - 4, line_height),
                              Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
         for tick, label in self.x_ticks():
-            point = to_point(tick, y_low)
+            point = canvas.to_point(tick, y_low)
             painter.setPen(QPen(grid, 1))
             painter.drawLine(QPointF(point.x(), plot.top()), QPointF(point.x(), plot.bottom()))
             painter.setPen(text_color)
@@ -220,7 +268,8 @@ class PlotWidget(QWidget):
                          self.y_label + (" (log)" if self.log_y else ""))
         painter.restore()
 
-        painter.setClipRect(plot)
+    def _draw_histograms(self, canvas: _Canvas) -> None:
+        painter = canvas.painter
         for name, color, edges, counts in self.histograms:
             fill = QColor(color)
             fill.setAlpha(110)
@@ -228,45 +277,35 @@ class PlotWidget(QWidget):
             painter.setBrush(fill)
             for a, b, count in zip(edges[:-1], edges[1:], counts):
                 if count:
-                    painter.drawRect(QRectF(to_point(a, count), to_point(b, 0)))
+                    painter.drawRect(QRectF(canvas.to_point(a, count), canvas.to_point(b, 0)))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        for x, label, color in self.markers:
-            painter.setPen(QPen(color, 1.5, Qt.PenStyle.DashLine))
-            painter.drawLine(to_point(x, y_low), to_point(x, y_high))
-        def draw_curve(xs, ys, pen):
-            path = QPainterPath()
-            started = False
-            step = max(1, len(xs) // 2000)  # at most ~2000 vertices per curve
-            for x_value, y_value in zip(xs[::step], ys[::step]):
-                if not np.isfinite(y_value):
-                    started = False
-                    continue
-                point = to_point(x_value, y_value)
-                if started:
-                    path.lineTo(point)
-                else:
-                    path.moveTo(point)
-                    started = True
-            painter.setPen(pen)
-            painter.drawPath(path)
 
+    def _draw_markers(self, canvas: _Canvas) -> None:
+        _, _, y_low, y_high = canvas.ranges
+        for x, label, color in self.markers:
+            canvas.painter.setPen(QPen(color, 1.5, Qt.PenStyle.DashLine))
+            canvas.painter.drawLine(canvas.to_point(x, y_low), canvas.to_point(x, y_high))
+
+    def _draw_lines(self, canvas: _Canvas) -> None:
         for series in self.lines.values():
             if series.smooth > 1:
                 faint = QColor(series.color)
                 faint.setAlpha(70)
-                draw_curve(series.x, self._y(series.y), QPen(faint, 1))
-                draw_curve(series.x, self._y(running_mean(series.y, series.smooth)), QPen(series.color, 2))
+                canvas.draw_curve(series.x, self._y(series.y), QPen(faint, 1))
+                canvas.draw_curve(series.x, self._y(running_mean(series.y, series.smooth)), QPen(series.color, 2))
             else:
-                draw_curve(series.x, self._y(series.y), QPen(series.color, 1.5))
-        painter.setClipping(False)
+                canvas.draw_curve(series.x, self._y(series.y), QPen(series.color, 1.5))
 
+    def _draw_legend(self, canvas: _Canvas) -> None:
+        """One colour swatch and name per series, top right inside the plot."""
+        painter, line_height = canvas.painter, canvas.line_height
+        metrics = painter.fontMetrics()
         legend = [(s.name, s.color) for s in self.lines.values()] + [(h[0], h[1]) for h in self.histograms]
-        y = plot.top() + 3
+        y = canvas.plot.top() + 3
         for name, color in legend:
             width = metrics.horizontalAdvance(name)
-            x = plot.right() - width - 18
+            x = canvas.plot.right() - width - 18
             painter.fillRect(QRectF(x, y + line_height / 2 - 2, 10, 4), color)
-            painter.setPen(text_color)
+            painter.setPen(canvas.text_color)
             painter.drawText(QPointF(x + 14, y + metrics.ascent()), name)
             y += line_height
-        painter.end()

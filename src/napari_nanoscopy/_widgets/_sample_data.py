@@ -72,12 +72,12 @@ def load_sample(key: str) -> list[tuple]:
             data = data.astype("int32")
             classes = {int(k): str(v) for k, v in (entry.get("classes") or {}).items()}
             if classes:  # class names show in the status bar, colours as in Restore's segmentation
-                from .restore import _class_colormap
+                from .restore import class_colormap
 
                 top = max(max(classes), int(data.max()))
                 kwargs["features"] = {"index": list(range(top + 1)),
                                       "class": ["background"] + [classes.get(k, f"label {k}") for k in range(1, top + 1)]}
-                kwargs["colormap"] = _class_colormap(top)
+                kwargs["colormap"] = class_colormap(top)
                 kwargs["metadata"]["classes"] = kwargs["features"]["class"]
             kwargs["opacity"] = 0.6
             kwargs["visible"] = False

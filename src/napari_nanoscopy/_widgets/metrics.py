@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import NanoscopyError
+from ..errors import Cancelled, NanoscopyError
 from ._common import Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, pixel_size_box
 from ._plot import PlotWidget
 
@@ -48,6 +48,14 @@ class MetricsReport:
 
     def as_tsv(self) -> str:
         return "\n".join("\t".join(row) for row in [self.columns, *self.rows]) + "\n"
+
+    def add_comparison(self, name: str, function, *args, **kwargs) -> None:
+        """A row comparing result and reference; a metric that cannot be computed says why in its cell."""
+        try:
+            value = _fmt(function(*args, **kwargs))
+        except NanoscopyError as error:
+            value = f"n/a: {error}"
+        self.rows.append([name, value, ""])
 
 
 def _is_measurable(layer) -> bool:
@@ -71,24 +79,9 @@ def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_n
                    similarity: bool, fwhm: bool, resolution: bool, min_separation_nm: float,
                    normalise: bool = False, progress=None, should_cancel=None) -> MetricsReport:
     """Every metric asked for, as table rows (headless: the widget runs it in a worker)."""
-    from ..analysis import decorrelation_resolution, dice, iou, ms_ssim, nrmse, psnr, ssim
-    from ..analysis.fwhm import measure_spots
-    from ..errors import Cancelled
-
     columns = ["Metric", result_name] + ([reference_name] if reference is not None else [])
     report = MetricsReport(columns)
-    pad = [""] if reference is not None else []
-    tasks = []
-    if reference is not None and similarity:
-        if result_is_labels and reference_is_labels:
-            tasks.append("masks")
-        elif not result_is_labels and not reference_is_labels:
-            tasks.append("images")
-        else:
-            raise NanoscopyError(
-                "One layer is a Labels layer and the other an image; compare two images (PSNR, SSIM...) "
-                "or two Labels layers (Dice)."
-            )
+    comparison = _comparison(result_is_labels, reference_is_labels) if reference is not None and similarity else None
     images = [(result_name, result, result_is_labels)]
     if reference is not None:
         images.append((reference_name, reference, reference_is_labels))
@@ -96,75 +89,111 @@ def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_n
         if not pixel_size_nm:
             raise NanoscopyError("Bead FWHM and resolution need the pixel size; enter it (in nm) above.")
     per_image = [(name, array) for name, array, labels in images if not labels]
-    total = len(tasks) + (len(per_image) if fwhm else 0) + (len(per_image) if resolution else 0)
-    done = 0
-
-    def step():
-        nonlocal done
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("Metrics cancelled.")
-        done += 1
-        if progress is not None:
-            progress(done, max(total, 1), None)
-
-    def pair_row(name: str, function, *args, **kwargs):
-        try:
-            value = _fmt(function(*args, **kwargs))
-        except NanoscopyError as error:
-            value = f"n/a: {error}"
-        report.rows.append([name, value, *pad])
-
-    if "images" in tasks:
-        first, second = reference, result
-        if normalise:
-            first, second = _normalised(reference), _normalised(result)
-        report.rows.append(["Intensities", "normalised (1–99.8 %)" if normalise else "as they are", *pad])
-        pair_row("PSNR [dB]", psnr, first, second)
-        pair_row("SSIM", ssim, first, second)
-        # 5 scales need images of 176 px or more; smaller ones get the 3-scale variant
-        scales = 5 if min(np.shape(first)[-2:]) >= 176 else 3
-        pair_row(f"MS-SSIM ({scales} scales)", ms_ssim, first, second, scales=scales)
-        pair_row("NRMSE", nrmse, first, second)
+    total = (comparison is not None) + (len(per_image) if fwhm else 0) + (len(per_image) if resolution else 0)
+    step = _Steps(total, progress, should_cancel)
+    if comparison == "images":
+        _compare_images(report, result, reference, normalise)
         step()
-    if "masks" in tasks:
-        pair_row("Dice (foreground)", dice, reference, result)
-        pair_row("IoU (foreground)", iou, reference, result)
-        classes = sorted((set(np.unique(result).tolist()) | set(np.unique(reference).tolist())) - {0})
-        if len(classes) > 1:
-            for k in classes:
-                pair_row(f"Dice (label {k})", dice, reference == k, result == k)
+    if comparison == "masks":
+        _compare_masks(report, result, reference)
         step()
     if fwhm:
-        values = []
-        for name, array in per_image:
-            fits = []
-            for plane in _planes(array):
-                fits.extend(measure_spots(plane, pixel_size_nm, min_separation_nm=min_separation_nm))
-            report.fwhm_nm[name] = np.array([fit.fwhm_nm for fit in fits])
-            values.append(report.fwhm_nm[name])
-            step()
-        cells = []
-        for name, _ in per_image:
-            widths = report.fwhm_nm[name]
-            cells.append(f"{np.median(widths):.1f} (IQR {np.percentile(widths, 25):.1f}–{np.percentile(widths, 75):.1f}), "
-                         f"n = {len(widths)}" if len(widths) else "no isolated spots found")
-        report.rows.append(["Bead FWHM, median [nm]", *_by_layer(images, cells)])
+        _add_bead_fwhm(report, images, per_image, pixel_size_nm, min_separation_nm, step)
     if resolution:
-        cells = []
-        for name, array in per_image:
-            estimates = [decorrelation_resolution(plane, pixel_size_nm) for plane in _planes(array)]
-            values = [e.resolution_nm for e in estimates if e.resolution_nm is not None]
-            if not values:
-                cells.append("no structure above noise")
-            elif len(estimates) == 1:
-                cells.append(f"{values[0]:.1f} (A0 = {estimates[0].amplitude:.2f})")
-            else:
-                cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f} over {len(values)} planes")
-            step()
-        report.rows.append(["Resolution, decorrelation [nm]", *_by_layer(images, cells)])
+        _add_resolution(report, images, per_image, pixel_size_nm, step)
     if not report.rows:
         raise NanoscopyError("Nothing to measure: pick a reference layer for PSNR/SSIM/Dice, or tick FWHM or resolution.")
     return report
+
+
+def _comparison(result_is_labels: bool, reference_is_labels: bool) -> str:
+    """'images' (PSNR, SSIM...) or 'masks' (Dice): the two layers must be of one kind."""
+    if result_is_labels and reference_is_labels:
+        return "masks"
+    if not result_is_labels and not reference_is_labels:
+        return "images"
+    raise NanoscopyError(
+        "One layer is a Labels layer and the other an image; compare two images (PSNR, SSIM...) "
+        "or two Labels layers (Dice)."
+    )
+
+
+class _Steps:
+    """Counts finished steps for the progress bar, and stops at the next step once cancelled."""
+
+    def __init__(self, total: int, progress, should_cancel):
+        self.total, self.progress, self.should_cancel = total, progress, should_cancel
+        self.done = 0
+
+    def __call__(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("Metrics cancelled.")
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, max(self.total, 1), None)
+
+
+def _compare_images(report: MetricsReport, result: np.ndarray, reference: np.ndarray, normalise: bool) -> None:
+    from ..analysis import ms_ssim, nrmse, psnr, ssim
+
+    first, second = reference, result
+    if normalise:
+        first, second = _normalised(reference), _normalised(result)
+    report.rows.append(["Intensities", "normalised (1–99.8 %)" if normalise else "as they are", ""])
+    report.add_comparison("PSNR [dB]", psnr, first, second)
+    report.add_comparison("SSIM", ssim, first, second)
+    # 5 scales need images of 176 px or more; smaller ones get the 3-scale variant
+    scales = 5 if min(np.shape(first)[-2:]) >= 176 else 3
+    report.add_comparison(f"MS-SSIM ({scales} scales)", ms_ssim, first, second, scales=scales)
+    report.add_comparison("NRMSE", nrmse, first, second)
+
+
+def _compare_masks(report: MetricsReport, result: np.ndarray, reference: np.ndarray) -> None:
+    from ..analysis import dice, iou
+
+    report.add_comparison("Dice (foreground)", dice, reference, result)
+    report.add_comparison("IoU (foreground)", iou, reference, result)
+    classes = sorted((set(np.unique(result).tolist()) | set(np.unique(reference).tolist())) - {0})
+    if len(classes) > 1:
+        for k in classes:
+            report.add_comparison(f"Dice (label {k})", dice, reference == k, result == k)
+
+
+def _add_bead_fwhm(report: MetricsReport, images, per_image, pixel_size_nm: float, min_separation_nm: float,
+                   step: _Steps) -> None:
+    """Fit every isolated spot of every plane; one cell per image: median, IQR and count."""
+    from ..analysis.fwhm import measure_spots
+
+    for name, array in per_image:
+        fits = []
+        for plane in _planes(array):
+            fits.extend(measure_spots(plane, pixel_size_nm, min_separation_nm=min_separation_nm))
+        report.fwhm_nm[name] = np.array([fit.fwhm_nm for fit in fits])
+        step()
+    cells = []
+    for name, _ in per_image:
+        widths = report.fwhm_nm[name]
+        cells.append(f"{np.median(widths):.1f} (IQR {np.percentile(widths, 25):.1f}–{np.percentile(widths, 75):.1f}), "
+                     f"n = {len(widths)}" if len(widths) else "no isolated spots found")
+    report.rows.append(["Bead FWHM, median [nm]", *_by_layer(images, cells)])
+
+
+def _add_resolution(report: MetricsReport, images, per_image, pixel_size_nm: float, step: _Steps) -> None:
+    """Decorrelation resolution per image: one plane's value, or the mean and spread over planes."""
+    from ..analysis import decorrelation_resolution
+
+    cells = []
+    for name, array in per_image:
+        estimates = [decorrelation_resolution(plane, pixel_size_nm) for plane in _planes(array)]
+        values = [e.resolution_nm for e in estimates if e.resolution_nm is not None]
+        if not values:
+            cells.append("no structure above noise")
+        elif len(estimates) == 1:
+            cells.append(f"{values[0]:.1f} (A0 = {estimates[0].amplitude:.2f})")
+        else:
+            cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f} over {len(values)} planes")
+        step()
+    report.rows.append(["Resolution, decorrelation [nm]", *_by_layer(images, cells)])
 
 
 def _normalised(array: np.ndarray) -> np.ndarray:
@@ -196,8 +225,16 @@ class MetricsWidget(QWidget):
         self.report: MetricsReport | None = None
         self.last_error: str | None = None
 
-        self.result_combo = LayerCombo(napari_viewer, _is_measurable)
-        self.reference_combo = LayerCombo(napari_viewer, _is_measurable, none_text="(none)")
+        self._make_controls()
+        self._make_results()
+        self._lay_out()
+        self._connect()
+        self._result_changed(self.result_combo.layer())
+
+    def _make_controls(self) -> None:
+        """The layers, pixel size and measurement choices."""
+        self.result_combo = LayerCombo(self.viewer, _is_measurable)
+        self.reference_combo = LayerCombo(self.viewer, _is_measurable, none_text="(none)")
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(["Whole layer", "Displayed plane"])
         self.scope_combo.setToolTip("For stacks: every plane (metrics are averaged over planes) or the one on screen")
@@ -219,6 +256,9 @@ class MetricsWidget(QWidget):
         self.separation_box.setValue(500.0)
         self.separation_box.setSuffix(" nm")
         self.separation_box.setToolTip("Spots closer than this to another spot are not isolated and are not fitted")
+
+    def _make_results(self) -> None:
+        """Buttons, the table of figures and the FWHM histogram."""
         self.compute_button = QPushButton("Compute")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -239,6 +279,7 @@ class MetricsWidget(QWidget):
         self.histogram.setVisible(False)  # shown once bead FWHM have been measured
         self.status = note_label()
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Result layer", self.result_combo)
         form.addRow("Reference", self.reference_combo)
@@ -265,12 +306,12 @@ class MetricsWidget(QWidget):
         layout.addWidget(self.histogram)
         layout.addWidget(self.status)
 
+    def _connect(self) -> None:
         self.result_combo.layer_changed.connect(self._result_changed)
         self.compute_button.clicked.connect(self.compute)
         self.cancel_button.clicked.connect(self.cancel)
         self.copy_button.clicked.connect(lambda: self.copy())
         QShortcut(QKeySequence.StandardKey.Copy, self.table, activated=lambda: self.copy(selection=True))
-        self._result_changed(self.result_combo.layer())
 
     def _result_changed(self, layer) -> None:
         if layer is None:

@@ -93,6 +93,16 @@ class RestoreWidget(QWidget):
         self._planes, self._running_text = 1, ""
         self._succeeded = False
 
+        self._make_model_picker()
+        self._make_settings()
+        self._make_run_controls()
+        self._lay_out()
+        self._connect()
+        self.refresh_models()
+        self._pick_sample_input()
+
+    def _make_model_picker(self) -> None:
+        """The model list with its Open… menu, and the input layer."""
         self.model_combo = QComboBox()
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(14)
@@ -108,8 +118,10 @@ class RestoreWidget(QWidget):
         menu.addAction("Model file (.zip, TA-GAN .pth, bioimage.io rdf.yaml)…", self._open_file)
         self.open_button.setMenu(menu)
         self.model_info = note_label()
-        self.input_combo = LayerCombo(napari_viewer, self._accepts_layer)
+        self.input_combo = LayerCombo(self.viewer, self._accepts_layer)
 
+    def _make_settings(self) -> None:
+        """Pixel size, channel axis, samples, tile size and device."""
         self.pixel_box = pixel_size_box()
         self.pixel_box.setToolTip(
             "The input's pixel size. The image is resampled to the model's pixel size and the results back. "
@@ -133,6 +145,7 @@ class RestoreWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
 
+    def _make_run_controls(self) -> None:
         self.run_button = QPushButton("Restore")
         self.run_button.setToolTip("Restore the input layer (stacks plane by plane)")
         self.cancel_button = QPushButton("Cancel")
@@ -143,6 +156,7 @@ class RestoreWidget(QWidget):
         self.progress_bar.setTextVisible(True)
         self.status = note_label("")
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Input layer", self.input_combo)
         model_row = QHBoxLayout()
@@ -167,6 +181,7 @@ class RestoreWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def _connect(self) -> None:
         self.model_combo.currentIndexChanged.connect(self._model_changed)
         self.input_combo.layer_changed.connect(self._layer_changed)
         self.run_button.clicked.connect(self.run)
@@ -174,7 +189,8 @@ class RestoreWidget(QWidget):
         REGISTRY.added.connect(self._registry_added)
         self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
 
-        self.refresh_models()
+    def _pick_sample_input(self) -> None:
+        """Select an opened sample's input layer, if there is one, and show the chosen layer's settings."""
         inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
         if inputs:  # an opened sample: restore its input
             self.input_combo.set_layer(inputs[0])
@@ -268,7 +284,7 @@ class RestoreWidget(QWidget):
             return
         card = entry.card
         pixel = f"{card.pixel_size_nm:g} nm pixels" if card.pixel_size_nm else "any pixel size"
-        task = f"; segments {', '.join(card.task['outputs'])}" if card.task else ""
+        task = f"; segments {', '.join(card.task.outputs)}" if card.task is not None else ""
         inputs = ", ".join(card.input_channels)
         self.model_info.setText(f"{card.family} · {pixel} · in: {inputs}{task}\n{card.description}")
         self.model_info.setToolTip(self._tooltip(card))
@@ -485,7 +501,7 @@ class RestoreWidget(QWidget):
             ))
         if result.labels is not None:
             classes = ["background", *result.task_names]
-            thresholds = list((card.task or {}).get("thresholds", []))
+            thresholds = list(card.task.thresholds) if card.task is not None else []
             shown.append(self._put_layer(
                 "labels", layer, "segmentation", model, result.labels,
                 {**provenance, "classes": classes, "thresholds": thresholds}, geometry(result.labels),
@@ -531,7 +547,7 @@ class RestoreWidget(QWidget):
         if kind == "labels":
             new = self.viewer.add_labels(
                 data, name=name, metadata=metadata, opacity=0.55, features=_class_features(classes),
-                colormap=_class_colormap(len(classes) - 1), **geometry,
+                colormap=class_colormap(len(classes) - 1), **geometry,
             )
         else:
             new = self.viewer.add_image(
@@ -562,7 +578,7 @@ def _warm_up_label_colours() -> None:
     _label_colours_warm.set()
 
     def warm() -> None:
-        colormap = _class_colormap(2)
+        colormap = class_colormap(2)
         for dtype in (np.uint8, np.int32):  # our segmentations, and Labels layers read from files
             colormap.map(np.zeros((2, 2), dtype))
 
@@ -573,7 +589,7 @@ def _class_features(classes: list[str]) -> dict[str, list]:
     return {"index": list(range(len(classes))), "class": list(classes)}
 
 
-def _class_colormap(n_classes: int):
+def class_colormap(n_classes: int):
     from napari.utils.colormaps import DirectLabelColormap
 
     colors = {None: "transparent", 0: "transparent"}

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..card import Fixed, MeanStd, MinMax, NoNormalisation, Percentile
 from ..errors import NanoscopyError
 from ..formats import load_model
 from ..models import paper_defaults, task_network_defaults
@@ -142,34 +143,31 @@ def _preprocessing(card) -> list[dict[str, Any]]:
     if any(spec != specs[0] for spec in specs[1:]):
         raise NanoscopyError(
             f"The model '{card.name}' normalises its input channels differently "
-            f"({', '.join(s.get('mode', '?') for s in specs)}); bioimage.io applies one processing to the whole "
+            f"({', '.join(s.mode for s in specs)}); bioimage.io applies one processing to the whole "
             "input tensor, so it cannot be exported."
         )
     spec = specs[0]
-    mode = spec.get("mode")
-    low_target, high_target = (float(v) for v in spec.get("range", [-1.0, 1.0]))
+    low_target, high_target = spec.range
     ops: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
-    if mode in ("percentile", "minmax"):
-        low, high = (float(spec.get("low", 1.0)), float(spec.get("high", 99.8))) if mode == "percentile" else (0.0, 100.0)
+    if isinstance(spec, (Percentile, MinMax)):
+        low, high = (spec.low, spec.high) if isinstance(spec, Percentile) else (0.0, 100.0)
         ops.append({"id": "scale_range", "kwargs": {"axes": ["y", "x"], "min_percentile": low,
                                                     "max_percentile": high, "eps": EPS}})
-    elif mode == "meanstd":
-        ops.append({"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": max(EPS, float(spec.get("eps", EPS)))}})
-    elif mode == "fixed":
-        gain = 1.0 / (float(spec["max"]) - float(spec["min"]))
-        ops.append({"id": "scale_linear", "kwargs": {"gain": gain, "offset": -float(spec["min"]) * gain}})
-    elif mode != "none":
-        raise NanoscopyError(f"The normalisation mode '{mode}' of '{card.name}' has no bioimage.io equivalent.")
-    if mode != "none" and (low_target, high_target) != (0.0, 1.0):
+    elif isinstance(spec, MeanStd):
+        ops.append({"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": max(EPS, spec.eps)}})
+    elif isinstance(spec, Fixed):
+        gain = 1.0 / (spec.max - spec.min)
+        ops.append({"id": "scale_linear", "kwargs": {"gain": gain, "offset": -spec.min * gain}})
+    if not isinstance(spec, NoNormalisation) and (low_target, high_target) != (0.0, 1.0):
         ops.append({"id": "scale_linear", "kwargs": {"gain": high_target - low_target, "offset": low_target}})
     return ops
 
 
 def _postprocessing(card) -> list[dict[str, Any]]:
-    spec = card.output_normalization()
+    spec = card.normalization.output
     ops: list[dict[str, Any]] = []
-    if spec["mode"] == "range":
-        low, high = (float(v) for v in spec.get("range", [-1.0, 1.0]))
+    if spec.mode == "range":
+        low, high = spec.range
         if (low, high) != (0.0, 1.0):
             ops.append({"id": "scale_linear", "kwargs": {"gain": 1.0 / (high - low), "offset": -low / (high - low)}})
     # mode "input" (CARE): no bioimage.io operation inverts an input normalisation, so the output
@@ -266,7 +264,7 @@ def _readme(card, halo: int, size_min: int, step: int) -> str:
         "The bioimage.io output is in the normalised units (the input's percentile range mapped to [0, 1]): no "
         "bioimage.io processing inverts an input normalisation. napari-nanoscopy maps it back to the input's "
         "intensity units, as CARE does."
-        if card.output_normalization()["mode"] == "input"
+        if card.normalization.output.mode == "input"
         else "The output is scaled to [0, 1]."
     )
     metrics = card.metrics or {}
@@ -274,8 +272,8 @@ def _readme(card, halo: int, size_min: int, step: int) -> str:
     tasks = ""
     if card.task:
         tasks = (
-            f"\nA second output, `task`, holds the task network's raw outputs ({', '.join(card.task['outputs'])}, "
-            f"tanh scale); threshold them at {card.task['thresholds']} for a segmentation.\n"
+            f"\nA second output, `task`, holds the task network's raw outputs ({', '.join(card.task.outputs)}, "
+            f"tanh scale); threshold them at {list(card.task.thresholds)} for a segmentation.\n"
         )
     return f"""# {card.name}
 
@@ -285,7 +283,7 @@ def _readme(card, halo: int, size_min: int, step: int) -> str:
 - Inputs: {', '.join(card.input_channels)}; outputs: {', '.join(card.output_channels)}
 - Trained at a pixel size of {pixel}. Apply it at that pixel size (napari-nanoscopy resamples
   automatically; other tools do not).
-- Input normalisation: `{json.dumps(card.input_normalizations()[0])}`; {output_units}
+- Input normalisation: `{json.dumps(card.input_normalizations()[0].to_dict())}`; {output_units}
 - Tiles: at least {size_min} pixels, in steps of {step}; the network's receptive radius is {halo} pixels
   (the declared halo).
 {tasks}
@@ -302,6 +300,20 @@ Evaluation recorded in the model card (held-out data, see its training section):
 The test tensors in this package were produced by napari-nanoscopy's own forward pass; `bioimageio test`
 reproduces them from both weight formats.
 """
+
+
+def _checked_target(card, out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` as a path, once the model is exportable and the path free (or ``overwrite``)."""
+    if card.family not in CITATIONS:
+        raise NanoscopyError(
+            f"The model '{card.name}' is a {card.family} model; only napari-nanoscopy's own families can be exported."
+        )
+    target = Path(out).expanduser()
+    if target.exists() and not overwrite:
+        raise NanoscopyError(f"{target} already exists; choose another path or pass overwrite=True (--overwrite).")
+    if not target.parent.is_dir():
+        raise NanoscopyError(f"The folder {target.parent} does not exist; create it first.")
+    return target
 
 
 def export_bmz(
@@ -325,15 +337,7 @@ def export_bmz(
 
     package = model if isinstance(model, ModelPackage) else load_model(model)
     card = package.card
-    if card.family not in CITATIONS:
-        raise NanoscopyError(
-            f"The model '{card.name}' is a {card.family} model; only napari-nanoscopy's own families can be exported."
-        )
-    target = Path(out).expanduser()
-    if target.exists() and not overwrite:
-        raise NanoscopyError(f"{target} already exists; choose another path or pass overwrite=True (--overwrite).")
-    if not target.parent.is_dir():
-        raise NanoscopyError(f"The folder {target.parent} does not exist; create it first.")
+    target = _checked_target(card, out, overwrite)
     preprocessing, postprocessing = _preprocessing(card), _postprocessing(card)
     geometry = _geometry(package)
     source = architecture_source()
@@ -410,7 +414,7 @@ def _exported_network(package: ModelPackage, source: str) -> tuple[torch.nn.Modu
     card, generator, task_network = package.card, package.generator, package.task_network
     kwargs = {
         "generator": type(generator).__name__,
-        "generator_kwargs": _full_kwargs(card.generator, card.family),
+        "generator_kwargs": _full_kwargs(card.generator.kwargs, card.family),
         "task": type(task_network).__name__ if task_network is not None else "",
         "task_kwargs": _task_kwargs(card) if task_network is not None else {},
     }
@@ -468,8 +472,8 @@ def _output_descriptions(card, file, geometry: _Geometry, postprocessing: list, 
     if with_task:
         outputs.append({
             "id": "task",
-            "description": f"task network outputs ({', '.join(card.task['outputs'])}), tanh scale",
-            "axes": output_axes(card.task["outputs"]),
+            "description": f"task network outputs ({', '.join(card.task.outputs)}), tanh scale",
+            "axes": output_axes(card.task.outputs),
             "test_tensor": file("test_task.npy"),
         })
     return outputs
@@ -507,4 +511,4 @@ def _full_kwargs(card_kwargs: dict, family: str) -> dict:
 
 
 def _task_kwargs(card) -> dict:
-    return {**task_network_defaults(card.task_network["kind"]), **card.task_network.get("kwargs", {})}
+    return {**task_network_defaults(card.task_network.kind), **card.task_network.kwargs}

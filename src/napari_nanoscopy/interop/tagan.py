@@ -14,7 +14,8 @@ import torch
 from ..errors import NanoscopyError
 from ..models import MAX_PARAMETERS, build_generator, paper_defaults
 from ..models.blocks import MAX_REPEATS
-from ..packages import DEFAULT_OUTPUT_NORMALIZATION, ModelCard, ModelPackage, load_state, sha256_of
+from ..card import DEFAULT_OUTPUT_NORMALIZATION
+from ..packages import ModelCard, ModelPackage, load_state, sha256_of
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 MAX_CHECKPOINT_BYTES = 4 * MAX_PARAMETERS  # float32 weights of the largest network built
@@ -75,7 +76,7 @@ def load_tagan_pth(path: Path) -> ModelPackage:
     load_state(generator, state, "TA-GAN generator", str(path))
     generator.eval()
     names = ["confocal", "STED patch", "patch mask"] if family == "tagan-live" else [f"input {i}" for i in range(in_channels)]
-    normalization: dict[str, Any] = {"input": {"mode": "minmax", "range": [-1.0, 1.0]}, "output": DEFAULT_OUTPUT_NORMALIZATION}
+    normalization: dict[str, Any] = {"input": {"mode": "minmax", "range": [-1.0, 1.0]}, "output": DEFAULT_OUTPUT_NORMALIZATION.to_dict()}
     if family == "tagan-live":
         minmax = {"mode": "minmax", "range": [-1.0, 1.0]}
         normalization["input"] = [minmax, minmax, {"mode": "none"}]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from napari_nanoscopy.analysis.variability import best_patch, disparity_map
+from napari_nanoscopy.card import InputNormalisation
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.live.adapters import Frame, Region
 from napari_nanoscopy.live.policies import Decision, Policy, make_policy
@@ -73,7 +74,7 @@ class TaganLiveEngine:
     policy: Policy
     class_index: int
     binarisation: float
-    patch_spec: dict[str, Any]
+    patch_spec: InputNormalisation
 
     @classmethod
     def load(cls, settings: LiveSettings, generator=None, segmenter=None) -> TaganLiveEngine:
@@ -90,9 +91,9 @@ class TaganLiveEngine:
                 f"The live generator must take 3 channels (confocal, STED patch, patch mask) like TA-GAN Live; "
                 f"'{generator_card.name}' takes {len(generator_card.input_channels)}. Pick a tagan-live model."
             )
-        if not segmenter_card.task:
+        if segmenter_card.task is None:
             raise NanoscopyError(f"The segmenter '{segmenter_card.name}' has no segmentation outputs; pick a U-Net-Live model.")
-        outputs = list(segmenter_card.task["outputs"])
+        outputs = list(segmenter_card.task.outputs)
         if settings.segment_class not in outputs:
             raise NanoscopyError(
                 f"The segmenter '{segmenter_card.name}' segments {', '.join(outputs)}, not "
@@ -113,8 +114,8 @@ class TaganLiveEngine:
             settings=settings, generator=Restorer(generator_only, **options),
             segmenter=Restorer(segmenter_package, **options), generator_card=generator_card,
             segmenter_card=segmenter_card, models=models, policy=make_policy(settings.policy, settings.threshold),
-            class_index=class_index, binarisation=float(segmenter_card.task["thresholds"][class_index]),
-            patch_spec=dict(generator_card.normalization.get("sted_patch") or generator_card.input_normalizations()[0]),
+            class_index=class_index, binarisation=segmenter_card.task.thresholds[class_index],
+            patch_spec=generator_card.normalization.sted_patch or generator_card.input_normalizations()[0],
         )
 
     def with_predictors(self, generator: Predictor, segmenter: Predictor) -> TaganLiveEngine:

@@ -28,7 +28,7 @@ from napari_nanoscopy.live.adapters import (
     Region,
 )
 from napari_nanoscopy.simulation import STANDARD_CONDITIONS, FactinSeries, acquire, factin_series
-from napari_nanoscopy.simulation.series import _follow_structure
+from napari_nanoscopy.simulation.series import follow_structure
 
 # Power caps of the simulated microscope: a few times the standard conditions.
 MAX_EXCITATION_W = 20e-6
@@ -106,7 +106,7 @@ class SimulatorAdapter(MicroscopeAdapter):
         target = int(np.clip(index, 0, self.n_timepoints - 1))
         while self.timepoint < target:
             before, after = self.series.datamaps[self.timepoint], self.series.datamaps[self.timepoint + 1]
-            self._fluorescent = _follow_structure(self._fluorescent, before, after, self._rng)
+            self._fluorescent = follow_structure(self._fluorescent, before, after, self._rng)
             self.timepoint += 1
 
     @property

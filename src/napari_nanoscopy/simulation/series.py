@@ -53,7 +53,7 @@ def acquire_series(
     confocal_images, sted_images, remaining = [], {}, []
     for frame in range(n_frames):
         if frame > 0:
-            fluorescent = _follow_structure(fluorescent, datamaps[frame - 1], datamaps[frame], rng)
+            fluorescent = follow_structure(fluorescent, datamaps[frame - 1], datamaps[frame], rng)
         confocal_images.append(acquire(fluorescent, conditions, sted=False, rng=rng, bleach=True))
         if frame in sted_frames:
             sted_images[frame] = acquire(fluorescent, conditions, sted=True, rng=rng, bleach=True)
@@ -61,7 +61,7 @@ def acquire_series(
     return SeriesAcquisition(np.stack(confocal_images), sted_images, np.stack(remaining))
 
 
-def _follow_structure(fluorescent, before, after, rng) -> np.ndarray:
+def follow_structure(fluorescent, before, after, rng) -> np.ndarray:
     before = before.astype(np.int64)
     after = after.astype(np.int64)
     shrinking = after < before

@@ -293,19 +293,18 @@ class TrainingConfig:
         rates = record["optimizer"]["learning_rates"]
         discriminator = {k: v for k, v in (record.get("discriminator") or {}).items() if k != "in_channels"}
         task = None
-        if card.task_network is not None and (card.task or {}).get("network") != "pretrained, frozen":
-            task = {"network": card.task_network["kind"], "kwargs": dict(card.task_network.get("kwargs", {}))}
+        if card.task_network is not None and (card.task is None or card.task.network != "pretrained, frozen"):
+            task = {"network": card.task_network.kind, "kwargs": dict(card.task_network.kwargs)}
         elif record.get("task_network_source"):
             task = {"pretrained": record["task_network_source"]}
         if task is not None:
-            task["outputs"] = list(card.task["outputs"])
-            if card.task.get("threshold_method") == "given":
-                task["thresholds"] = list(card.task["thresholds"])
-        spec = card.normalization["input"]
-        spec = spec[0] if isinstance(spec, list) else spec
+            task["outputs"] = list(card.task.outputs)
+            if card.task.threshold_method == "given":
+                task["thresholds"] = list(card.task.thresholds)
+        spec = card.normalization.inputs[0].to_dict()
         settings = dict(
             steps=record["steps"], patch=record["patch"], batch=record["batch"], seed=record["seed"],
-            generator_kwargs=None if family == "unet-live" else dict(card.generator),
+            generator_kwargs=None if family == "unet-live" else dict(card.generator.kwargs),
             discriminator_kwargs=discriminator or None, task=task, loss=record["loss"],
             lr=rates["task" if family == "unet-live" else "generator"],
             normalization={k: v for k, v in spec.items() if k != "range"},

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..card import Fixed, InputNormalisation, MinMax, Percentile
 from ..errors import NanoscopyError
 from ..io import read_image, read_json_object
-from ..normalisation import Normaliser, fit_affine
+from ..normalisation import Normaliser, fit_affine, input_spec
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 MANIFEST_FILE = "dataset.json"
 DEFAULT_NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
-TRAINABLE_NORMALIZATION_MODES = ("percentile", "minmax", "fixed")
+TRAINABLE_NORMALIZATION_MODES = tuple(kind.mode for kind in (Percentile, MinMax, Fixed))
 PIXEL_SIZE_TOLERANCE = 0.01
 # TA-GAN-Live: the paper's 50-px superpixels in its training crops and 100-px ones in its
 # 500-px test fields both split a field into 5 x 5 cells; training reveals 1 or 2 of them.
@@ -106,8 +107,35 @@ def load_training_data(
     if not folder.is_dir():
         raise NanoscopyError(f"The training folder {folder} does not exist; give a folder with input/ and target/ subfolders.")
     manifest = _read_manifest(folder)
+    files = _pair_files(folder, need_input=need_input, need_task=need_task, use_task=use_task, why_task=why_task)
+    names = sorted(files["target"])
+    raw = _read_pairs(folder, names, files, {"input": input_channels, "target": target_channels, "task": task_channels})
+    if task_scaling is None and raw.tasks:
+        task_scaling = _task_scaling(folder, raw.tasks, invert_task)
+
+    inputs_by_name, targets_by_name, tasks_by_name = files["input"], files["target"], files["task"]
+    return TrainingData(
+        folder=folder,
+        names=names,
+        inputs=[_normalised(image, normalization, path=inputs_by_name[name]) for name, image in zip(names, raw.inputs)]
+        if inputs_by_name is not None
+        else None,
+        targets=[_normalised(image, normalization, path=targets_by_name[name]) for name, image in zip(names, raw.targets)],
+        tasks=[scale_task(task, task_scaling) for task in raw.tasks] if tasks_by_name is not None else None,
+        pixel_size_nm=_common_pixel_size(folder, raw.pixel_sizes),
+        input_names=raw.channel_names.get("input"),
+        target_names=raw.channel_names.get("target"),
+        task_names=_task_names(manifest, raw.channel_names.get("task")),
+        task_scaling=task_scaling if tasks_by_name is not None else None,
+        task_is_mask=bool(raw.tasks) and _is_mask(raw.tasks),
+        manifest=manifest,
+    )
+
+
+def _pair_files(folder: Path, *, need_input: bool, need_task: bool, use_task: bool,
+                why_task: str) -> dict[str, dict[str, Path] | None]:
+    """The image files of each kind ("input", "target", "task") by pair name; None for a kind not read."""
     targets_by_name = _images_in(folder, "target", required=True)
-    names = sorted(targets_by_name)
     inputs_by_name = _images_in(folder, "input", required=True) if need_input else None
     if inputs_by_name is not None:
         _check_same_names(folder, "input", inputs_by_name, "target", targets_by_name)
@@ -116,11 +144,22 @@ def load_training_data(
         raise NanoscopyError(f"{folder} has no task/ folder with a task map per pair{why_task}.")
     if tasks_by_name is not None:
         _check_same_names(folder, "task", tasks_by_name, "target", targets_by_name)
+    return {"input": inputs_by_name, "target": targets_by_name, "task": tasks_by_name}
 
-    pixel_sizes: dict[str, float | None] = {}
-    channel_names: dict[str, list[str] | None] = {}
 
-    def read(kind: str, path: Path, expected_channels: int | None) -> np.ndarray:
+@dataclass
+class _RawPairs:
+    """The images of a folder as their files hold them (C, Y, X), with the pixel sizes and
+    channel names the files record."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    tasks: list[np.ndarray] = field(default_factory=list)
+    pixel_sizes: dict[str, float | None] = field(default_factory=dict)
+    channel_names: dict[str, list[str] | None] = field(default_factory=dict)
+
+    def read(self, kind: str, path: Path, expected_channels: int | None) -> np.ndarray:
+        """One checked image of ``kind`` as (C, Y, X)."""
         image = read_image(path)
         if image.axes not in ("YX", "CYX"):
             raise NanoscopyError(
@@ -138,22 +177,27 @@ def load_training_data(
             raise NanoscopyError(f"{path} contains NaN or infinite pixels; replace them before training.")
         # Annotation tools often write uncalibrated masks: a task map's pixel size counts only when present.
         if kind != "task" or image.pixel_size_nm is not None:
-            pixel_sizes[f"{kind}/{path.name}"] = image.pixel_size_nm
-        channel_names.setdefault(kind, image.channel_names)
+            self.pixel_sizes[f"{kind}/{path.name}"] = image.pixel_size_nm
+        self.channel_names.setdefault(kind, image.channel_names)
         return data
 
-    inputs, targets, raw_tasks = [], [], []
+
+def _read_pairs(folder: Path, names: list[str], files: dict[str, dict[str, Path] | None],
+                channels: dict[str, int | None]) -> _RawPairs:
+    """Read every pair, checking that the images of a pair, and all task maps, agree in shape."""
+    inputs_by_name, targets_by_name, tasks_by_name = files["input"], files["target"], files["task"]
+    raw = _RawPairs()
     for name in names:
-        target = read("target", targets_by_name[name], target_channels)
+        target = raw.read("target", targets_by_name[name], channels["target"])
         shape = target.shape[-2:]
-        targets.append(target)
+        raw.targets.append(target)
         others = []
         if inputs_by_name is not None:
-            inputs.append(read("input", inputs_by_name[name], input_channels))
-            others.append(("input", inputs_by_name[name], inputs[-1]))
+            raw.inputs.append(raw.read("input", inputs_by_name[name], channels["input"]))
+            others.append(("input", inputs_by_name[name], raw.inputs[-1]))
         if tasks_by_name is not None:
-            raw_tasks.append(read("task", tasks_by_name[name], task_channels))
-            others.append(("task", tasks_by_name[name], raw_tasks[-1]))
+            raw.tasks.append(raw.read("task", tasks_by_name[name], channels["task"]))
+            others.append(("task", tasks_by_name[name], raw.tasks[-1]))
         for kind, path, image in others:
             if image.shape[-2:] != shape:
                 raise NanoscopyError(
@@ -162,31 +206,13 @@ def load_training_data(
                 )
 
     if tasks_by_name is not None:
-        channels = {task.shape[0] for task in raw_tasks}
-        if len(channels) > 1:
+        task_channels = {task.shape[0] for task in raw.tasks}
+        if len(task_channels) > 1:
             raise NanoscopyError(
-                f"The task maps in {folder / 'task'} have different channel counts ({sorted(channels)}); "
+                f"The task maps in {folder / 'task'} have different channel counts ({sorted(task_channels)}); "
                 "give every pair the same task channels."
             )
-    if task_scaling is None and raw_tasks:
-        task_scaling = _task_scaling(folder, raw_tasks, invert_task)
-
-    return TrainingData(
-        folder=folder,
-        names=names,
-        inputs=[_normalised(image, normalization, path=inputs_by_name[name]) for name, image in zip(names, inputs)]
-        if inputs_by_name is not None
-        else None,
-        targets=[_normalised(image, normalization, path=targets_by_name[name]) for name, image in zip(names, targets)],
-        tasks=[scale_task(task, task_scaling) for task in raw_tasks] if tasks_by_name is not None else None,
-        pixel_size_nm=_common_pixel_size(folder, pixel_sizes),
-        input_names=channel_names.get("input"),
-        target_names=channel_names.get("target"),
-        task_names=_task_names(manifest, channel_names.get("task")),
-        task_scaling=task_scaling if tasks_by_name is not None else None,
-        task_is_mask=bool(raw_tasks) and _is_mask(raw_tasks),
-        manifest=manifest,
-    )
+    return raw
 
 
 def scale_task(task: np.ndarray, scaling: dict[str, Any]) -> np.ndarray:
@@ -322,7 +348,7 @@ def random_patch_mask(size: int, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def sted_patch_channels(sted: np.ndarray, mask: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+def sted_patch_channels(sted: np.ndarray, mask: np.ndarray, spec: InputNormalisation | dict[str, Any]) -> np.ndarray:
     """Channels 1 and 2 of the TA-GAN-Live input, from a (Y, X) STED image and a boolean mask.
 
     Channel 1: the STED pixels under the mask, normalised with ``spec`` over those pixels only
@@ -330,7 +356,8 @@ def sted_patch_channels(sted: np.ndarray, mask: np.ndarray, spec: dict[str, Any]
     revealed pixels are all equal; channel 2: the mask as +1 / -1. The card lists both channels as already prepared ("none"); the live
     pipeline builds them with this function from the raw STED patch.
     """
-    low, high = spec["range"]
+    spec = input_spec(spec)
+    low, high = spec.range
     channels = np.empty((2,) + mask.shape, dtype=np.float32)
     channels[0] = low
     revealed = sted[mask]

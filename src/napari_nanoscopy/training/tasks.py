@@ -56,16 +56,16 @@ def task_setup(family: str, settings: FamilySettings, options: TaskOptions | Non
             raise NanoscopyError(f"The model {pretrained} has no task network; give a U-Net-Live or TA-GAN package that has one.")
         card = package.card
         return TaskSetup(
-            kind=card.task_network["kind"],
-            kwargs=dict(card.task_network.get("kwargs", {})),
+            kind=card.task_network.kind,
+            kwargs=dict(card.task_network.kwargs),
             network=package.task_network,
             trained=False,
-            outputs=options.outputs or list(card.task["outputs"]),
-            thresholds=thresholds or list(card.task["thresholds"]),
+            outputs=options.outputs or list(card.task.outputs),
+            thresholds=thresholds or list(card.task.thresholds),
             threshold_method="given" if thresholds else f"from the pretrained package {pretrained}",
             scaling=card.task.get("target_normalization"),
             source=str(pretrained),
-            pretrained_card=dict(card.task),
+            pretrained_card=card.task.to_dict(),
         )
     return TaskSetup(
         kind=options.network or settings.task_network,

@@ -214,7 +214,7 @@ class _Run:
         defaults = paper_defaults(self.settings.package_family)
         if self.source is not None:
             kwargs = _agreeing_architecture(
-                "generator", {**defaults, **self.source.card.generator}, given, init_from, "generator_kwargs",
+                "generator", {**defaults, **self.source.card.generator.kwargs}, given, init_from, "generator_kwargs",
             )
         else:
             kwargs = {**defaults, **(given or {})}
@@ -254,7 +254,7 @@ class _Run:
         options = options or TaskOptions()
         if self.settings.task_network is None or card.task_network is None or options.pretrained is not None:
             return options or None
-        if (card.task or {}).get("network") == "pretrained, frozen":
+        if card.task is not None and card.task.network == "pretrained, frozen":
             return replace(options, pretrained=source)
         if options.invert is not None:
             raise NanoscopyError(
@@ -262,12 +262,12 @@ class _Run:
             )
         given = {**({"network": options.network} if options.network is not None else {}), **(options.kwargs or {})}
         architecture = _agreeing_architecture(
-            "task network", {"network": card.task_network["kind"], **card.task_network.get("kwargs", {})}, given,
+            "task network", {"network": card.task_network.kind, **card.task_network.kwargs}, given,
             source, "task",
         )
         self.task_from_source = True
         network = architecture.pop("network")
-        outputs = options.outputs or (card.task or {}).get("outputs")
+        outputs = options.outputs or (list(card.task.outputs) if card.task is not None else None)
         return replace(options, network=network, kwargs=architecture, outputs=outputs)
 
     def _initialise_from_source(self) -> dict[str, str]:
@@ -277,11 +277,10 @@ class _Run:
             self.generator.load_state_dict(self.source.generator.state_dict())
         if self.task_from_source:
             self.task.network.load_state_dict(self.source.task_network.state_dict())
-            task_card = card.task or {}
-            if self.task.thresholds is None and not self.data.task_is_mask and task_card.get("thresholds"):
+            if self.task.thresholds is None and not self.data.task_is_mask and card.task is not None:
                 # continuous task maps have no mask to calibrate a threshold against: keep the source's
-                self.task.thresholds = list(task_card["thresholds"])
-                self.task.threshold_method = f"{task_card.get('threshold_method')} (kept from {card.name})"
+                self.task.thresholds = list(card.task.thresholds)
+                self.task.threshold_method = f"{card.task.threshold_method} (kept from {card.name})"
         return {"name": card.name, "weights_sha256": card.weights_sha256}
 
     def _task_channels(self) -> int | None:

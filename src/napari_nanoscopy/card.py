@@ -1,0 +1,399 @@
+"""Typed sections of a model card: normalisation by mode, the task, and the networks' architecture.
+
+Each section is a frozen dataclass, read and checked from its part of ``model.json`` by
+``from_dict`` (the edge: every malformed value is refused there, with a sentence naming the
+field and its value) and written back by ``to_dict`` exactly as it was read, so a card
+round-trips byte for byte. Code reads the typed attributes (``card.task.thresholds``,
+``card.normalization.output.mode``); each section is also a read-only mapping of its JSON
+(``card.task["outputs"]``), whose values are copies, so no reader can change a loaded card.
+
+:class:`~napari_nanoscopy.packages.ModelCard` holds these sections; the normaliser
+(:mod:`napari_nanoscopy.normalisation`) consumes the normalisation ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, ClassVar, NoReturn
+
+from .errors import NanoscopyError
+from .models import TASK_NETWORKS, build_generator, build_task_network
+
+DEFAULT_RANGE = (-1.0, 1.0)  # a tanh generator sees and produces [-1, 1]; a linear one (CARE) [0, 1]
+
+Fail = Callable[[str], NoReturn]  # raises the error of one problem found in a section
+
+
+def card_problem(source: str) -> Fail:
+    """The ``fail`` of a card read from ``source``: one sentence saying the package is malformed."""
+
+    def fail(problem: str) -> NoReturn:
+        raise NanoscopyError(
+            f"The model card {source} is invalid: {problem}; the package is malformed, fix model.json "
+            "or re-export it."
+        )
+
+    return fail
+
+
+def shown(value, limit: int = 60) -> str:
+    """A field's value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_number(fail: Fail, where: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or not low <= value <= high:
+        bounds = f" from {low:g} to {high:g}" if math.isfinite(low) and math.isfinite(high) else ""
+        fail(f"{where} must be a finite number{bounds}, not {shown(value)}")
+    return float(value)
+
+
+def check_interval(fail: Fail, where: str, value) -> tuple[float, float]:
+    """A [low, high] pair of distinct finite numbers (low may be above high: a flipped range)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        fail(f"{where} must be a list of two numbers, not {shown(value)}")
+    low, high = check_number(fail, f"{where}[0]", value[0]), check_number(fail, f"{where}[1]", value[1])
+    if low == high:
+        fail(f"{where} must hold two different numbers, not {shown(value)}")
+    return low, high
+
+
+def check_names(fail: Fail, where: str, value) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        fail(f"{where} must be a list of names, not {shown(value)}")
+    return tuple(value)
+
+
+@dataclass(frozen=True, eq=False)
+class Section(Mapping):
+    """A typed card section that is also a read-only mapping of the JSON it was read from (or, when
+    made in code, of the JSON its fields give); equal to any mapping with the same JSON."""
+
+    def __post_init__(self) -> None:
+        self._keep(self._fields_json())
+
+    def _keep(self, data: Mapping) -> None:
+        object.__setattr__(self, "_json", _plain(data))
+
+    def _fields_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._json[key])
+
+    def __iter__(self):
+        return iter(self._json)
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section's JSON, as read (a copy)."""
+        return copy.deepcopy(self._json)
+
+
+def _plain(value):
+    """A copy of ``value`` made of JSON types only (sections nested in it become their JSON)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return copy.deepcopy(value)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InputNormalisation(Section):
+    """How one input channel is mapped into the model's ``range``; one subclass per mode."""
+
+    mode: ClassVar[str]
+    range: tuple[float, float] = DEFAULT_RANGE
+
+    @classmethod
+    def from_dict(cls, data, where: str, fail: Fail) -> InputNormalisation:
+        if isinstance(data, InputNormalisation):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"{where} must be an object, not {shown(data)}")
+        mode = data.get("mode")
+        kind = INPUT_MODES.get(mode) if isinstance(mode, str) else None
+        if kind is None:
+            fail(f"normalization mode '{mode}' is not one of {', '.join(NORMALIZATION_MODES)}")
+        section = kind(**kind._parse(data, where, fail))
+        section._keep(data)
+        return section
+
+    @classmethod
+    def _parse(cls, data: Mapping, where: str, fail: Fail) -> dict[str, Any]:
+        return {"range": check_interval(fail, f"{where}.range", data.get("range", list(DEFAULT_RANGE)))}
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "range": list(self.range)}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Percentile(InputNormalisation):
+    """The ``low`` and ``high`` percentiles of the image map to the range's ends."""
+
+    mode: ClassVar[str] = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+
+    @classmethod
+    def _parse(cls, data: Mapping, where: str, fail: Fail) -> dict[str, Any]:
+        low = check_number(fail, f"{where}.low", data.get("low", 1.0), 0.0, 100.0)
+        high = check_number(fail, f"{where}.high", data.get("high", 99.8), 0.0, 100.0)
+        if not low < high:
+            fail(f"{where}.low ({low:g}) must be below {where}.high ({data.get('high', 99.8)!r})")
+        return {"low": low, "high": high, **super()._parse(data, where, fail)}
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "low": self.low, "high": self.high, "range": list(self.range)}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MinMax(InputNormalisation):
+    """The image's minimum and maximum map to the range's ends."""
+
+    mode: ClassVar[str] = "minmax"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MeanStd(InputNormalisation):
+    """The mean maps to range[0], mean + std + ``eps`` to range[1]."""
+
+    mode: ClassVar[str] = "meanstd"
+    eps: float = 0.0
+
+    @classmethod
+    def _parse(cls, data: Mapping, where: str, fail: Fail) -> dict[str, Any]:
+        return {"eps": check_number(fail, f"{where}.eps", data.get("eps", 0.0), 0.0), **super()._parse(data, where, fail)}
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "eps": self.eps, "range": list(self.range)}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Fixed(InputNormalisation):
+    """The intensities ``min`` and ``max`` map to the range's ends, whatever the image."""
+
+    mode: ClassVar[str] = "fixed"
+    min: float
+    max: float
+
+    @classmethod
+    def _parse(cls, data: Mapping, where: str, fail: Fail) -> dict[str, Any]:
+        low, high = check_number(fail, f"{where}.min", data.get("min")), check_number(fail, f"{where}.max", data.get("max"))
+        if not low < high:
+            fail(f"{where}.min must be below {where}.max, not {data.get('min')!r} and {data.get('max')!r}")
+        return {"min": low, "max": high, **super()._parse(data, where, fail)}
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "min": self.min, "max": self.max, "range": list(self.range)}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class NoNormalisation(InputNormalisation):
+    """The channel goes to the model as it is (a mask or a patch already in the model's range)."""
+
+    mode: ClassVar[str] = "none"
+
+    @classmethod
+    def _parse(cls, data: Mapping, where: str, fail: Fail) -> dict[str, Any]:
+        return {}
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+
+INPUT_MODES: dict[str, type[InputNormalisation]] = {
+    kind.mode: kind for kind in (Percentile, MinMax, MeanStd, Fixed, NoNormalisation)
+}
+NORMALIZATION_MODES = tuple(INPUT_MODES)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class OutputNormalisation(Section):
+    """How model outputs return to output units: ``range`` (the model's range -> [0, 1]) or
+    ``input`` (the inverse of the first input channel's mapping)."""
+
+    MODES: ClassVar[tuple[str, ...]] = ("range", "input")
+    mode: str
+    range: tuple[float, float] = DEFAULT_RANGE
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail, where: str = "normalization.output") -> OutputNormalisation:
+        if isinstance(data, OutputNormalisation):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"{where} must be an object, not {shown(data)}")
+        if data.get("mode") not in cls.MODES:
+            fail(f"{where} mode '{data.get('mode')}' is not one of {', '.join(cls.MODES)}")
+        value_range = check_interval(fail, f"{where}.range", data.get("range", list(DEFAULT_RANGE)))
+        section = cls(mode=data["mode"], range=value_range)
+        section._keep(data)
+        return section
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"mode": self.mode} if self.mode == "input" else {"mode": self.mode, "range": list(self.range)}
+
+
+OUTPUT_MODES = OutputNormalisation.MODES
+DEFAULT_INPUT_NORMALIZATION = Percentile(range=DEFAULT_RANGE)
+DEFAULT_OUTPUT_NORMALIZATION = OutputNormalisation(mode="range", range=DEFAULT_RANGE)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Normalisation(Section):
+    """The card's ``normalization``: the input specs (one ``shared`` by every channel, or one per
+    channel), the output mapping and, for TA-GAN Live, the spec of revealed STED patches. Other
+    entries (``target``, how training normalised its targets) are kept as read in ``extras``."""
+
+    TYPED: ClassVar[tuple[str, ...]] = ("input", "output", "sted_patch")
+    inputs: tuple[InputNormalisation, ...] = (DEFAULT_INPUT_NORMALIZATION,)
+    shared: bool = True
+    output: OutputNormalisation = field(default_factory=lambda: DEFAULT_OUTPUT_NORMALIZATION)
+    sted_patch: InputNormalisation | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail) -> Normalisation:
+        if isinstance(data, Normalisation):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"normalization must be an object, not {shown(data)}")
+        given = data.get("input", DEFAULT_INPUT_NORMALIZATION)
+        if not isinstance(given, (Mapping, list)):
+            fail(f"normalization.input must be an object or a list of them, not {shown(given)}")
+        shared = isinstance(given, Mapping)
+        if shared:
+            inputs = (InputNormalisation.from_dict(given, "normalization.input", fail),)
+        else:
+            inputs = tuple(InputNormalisation.from_dict(spec, f"normalization.input[{index}]", fail)
+                           for index, spec in enumerate(given))
+        output = OutputNormalisation.from_dict(data.get("output", DEFAULT_OUTPUT_NORMALIZATION), fail)
+        patch = data.get("sted_patch")
+        sted_patch = None if patch is None else InputNormalisation.from_dict(patch, "normalization.sted_patch", fail)
+        extras = {key: value for key, value in data.items() if key not in cls.TYPED}
+        section = cls(inputs=inputs, shared=shared, output=output, sted_patch=sted_patch, extras=_plain(extras))
+        section._keep(data)
+        return section
+
+    def for_channels(self, count: int) -> tuple[InputNormalisation, ...]:
+        """One spec per input channel of a model with ``count`` of them."""
+        return self.inputs * count if self.shared else self.inputs
+
+    def _fields_json(self) -> dict[str, Any]:
+        inputs = self.inputs[0].to_dict() if self.shared else [spec.to_dict() for spec in self.inputs]
+        data = {"input": inputs, "output": self.output.to_dict(), **self.extras}
+        if self.sted_patch is not None:
+            data["sted_patch"] = self.sted_patch.to_dict()
+        return data
+
+
+# --- task --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Task(Section):
+    """The task network's outputs and the thresholds that binarise them into a segmentation, with
+    how they were found and how training scaled the task targets (other entries: ``extras``)."""
+
+    TYPED: ClassVar[tuple[str, ...]] = ("kind", "outputs", "thresholds", "threshold_method", "network",
+                                        "target_normalization")
+    outputs: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    kind: str | None = None
+    threshold_method: str | None = None
+    network: str | None = None
+    target_normalization: Mapping[str, Any] | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail) -> Task:
+        if isinstance(data, Task):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"task must be an object, not {shown(data)}")
+        outputs = check_names(fail, "task.outputs", data.get("outputs") or [])
+        thresholds = data.get("thresholds") or []
+        if not isinstance(thresholds, (list, tuple)):
+            fail(f"task.thresholds must be a list of numbers, not {shown(thresholds)}")
+        thresholds = tuple(check_number(fail, f"task.thresholds[{index}]", value) for index, value in enumerate(thresholds))
+        if not outputs or len(outputs) != len(thresholds):
+            fail("task.outputs and task.thresholds must be non-empty lists of equal length")
+        section = cls(outputs=outputs, thresholds=thresholds, kind=data.get("kind"),
+                      threshold_method=data.get("threshold_method"), network=data.get("network"),
+                      target_normalization=_plain(data.get("target_normalization")),
+                      extras=_plain({key: value for key, value in data.items() if key not in cls.TYPED}))
+        section._keep(data)
+        return section
+
+    def _fields_json(self) -> dict[str, Any]:
+        optional = {"threshold_method": self.threshold_method, "network": self.network,
+                    "target_normalization": self.target_normalization}
+        data = {"kind": self.kind} if self.kind is not None else {}
+        data.update(outputs=list(self.outputs), thresholds=list(self.thresholds))
+        data.update({key: copy.deepcopy(value) for key, value in optional.items() if value is not None})
+        return {**data, **self.extras}
+
+
+# --- architecture ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GeneratorArchitecture(Section):
+    """The generator of ``family``: a mapping of the keyword arguments its builder takes on top of
+    the paper's defaults. The card checks the family (a foreign model made in code may carry its
+    own); :meth:`build` checks the arguments against the family's builder and its size limits."""
+
+    family: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, family: str, data, fail: Fail) -> GeneratorArchitecture:
+        if isinstance(data, GeneratorArchitecture) and data.family == family:
+            return data
+        if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
+            fail(f"architecture.generator must be an object of the generator's arguments, not {shown(data)}")
+        return cls(family=family, kwargs=copy.deepcopy(dict(data)))
+
+    def build(self):
+        return build_generator(self.family, **self.kwargs)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class TaskNetworkArchitecture(Section):
+    """The task network: its ``kind`` and the keyword arguments its builder takes."""
+
+    kind: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail) -> TaskNetworkArchitecture:
+        if isinstance(data, TaskNetworkArchitecture):
+            return data
+        if not isinstance(data, Mapping) or not isinstance(data.get("kwargs", {}), Mapping):
+            fail(f"architecture.task_network must be an object with a kind and kwargs, not {shown(data)}")
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in TASK_NETWORKS:
+            fail(f"unknown task network '{kind}' (known: {', '.join(TASK_NETWORKS)})")
+        section = cls(kind=kind, kwargs=copy.deepcopy(dict(data.get("kwargs", {}))))
+        section._keep(data)
+        return section
+
+    def build(self):
+        return build_task_network(self.kind, **self.kwargs)
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "kwargs": dict(self.kwargs)}
