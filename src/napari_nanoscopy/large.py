@@ -4,7 +4,7 @@ The work lives in modules named for their job: :mod:`~napari_nanoscopy.ome_zarr`
 :mod:`~napari_nanoscopy.lazy_tiff` (reading and writing), :mod:`~napari_nanoscopy.blocks`
 (planning), :mod:`~napari_nanoscopy.chunked` (the block-by-block driver, here or on a cluster),
 :mod:`~napari_nanoscopy.lazy` (dask arrays), :mod:`~napari_nanoscopy.remote` (one image on a
-remote worker) and :mod:`~napari_nanoscopy.restore_files` (the command line's many-file driver).
+remote worker) and :mod:`~napari_nanoscopy.restore_job` (the command line's restore job: plan, run, write).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..analysis.variability import DISPARITY_METHODS
 from ..errors import NanoscopyError
+from ..inference import PRECISIONS
 from ..live.connection import ADAPTERS, AdapterSettings, make_adapter
 from ..live.policies import DEFAULT_THRESHOLDS, POLICIES
 from ..live.runner import FinishReason, RunState
@@ -98,7 +99,7 @@ class LiveWidget(QWidget):
                                         "paper) or with the synthetic one of the frame it was acquired at")
         self.samples_box = _spin(2, 100, 10)
         self.precision_combo = QComboBox()
-        self.precision_combo.addItems(["fp32", "bf16"])
+        self.precision_combo.addItems(list(PRECISIONS))
         self.precision_combo.setToolTip("bf16 runs both networks in bfloat16: about 1.7x faster on CPUs with "
                                         "AVX-512 BF16 or AMX and on GPUs; refused where not supported")
         self.compile_box = QCheckBox("Compile the networks (first frame slower)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from napari_nanoscopy.analysis.variability import DISPARITY_METHODS
 from napari_nanoscopy.cli import PROG, whole_number
 from napari_nanoscopy.errors import NanoscopyError
+from napari_nanoscopy.inference import PRECISIONS
 from napari_nanoscopy.live.connection import ADAPTERS, AdapterSettings, make_adapter
 from napari_nanoscopy.live.policies import POLICIES
 from napari_nanoscopy.live.runner import RunState
@@ -49,7 +50,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--generator", default=DEFAULT_GENERATOR, help="TA-GAN Live model (name, folder or .zip)")
     live.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="U-Net-Live model (name, folder or .zip)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    live.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    live.add_argument("--precision", choices=PRECISIONS, default="fp32",
                       help="fp32 (default) or bf16: both networks in bfloat16, faster where the CPU or GPU supports it")
     live.add_argument("--compile", action="store_true",
                       help="torch.compile both networks: decisions about 1.3x faster, the first frame compiles (10-60 s)")
