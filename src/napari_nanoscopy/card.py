@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
@@ -80,8 +81,9 @@ class Section(Mapping):
     def _keep(self, data: Mapping) -> None:
         object.__setattr__(self, "_json", _plain(data))
 
+    @abstractmethod
     def _fields_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON the section's fields give (each section says how it is written in model.json)."""
 
     def __getitem__(self, key: str) -> Any:
         return copy.deepcopy(self._json[key])
