@@ -87,7 +87,7 @@ def show_in_grid(viewer, roles: list[str]) -> None:
 def pick_sample() -> tuple[str, dict]:
     """The sample whose model is bundled, preferring one with a task network (segmentation)."""
     from napari_nanoscopy._widgets._sample_data import sample_descriptions
-    from napari_nanoscopy.packages import list_models
+    from napari_nanoscopy.formats import list_models
 
     cards = {card.name: card for card in list_models()}
     samples = [(key, sample) for key, sample in sample_descriptions().items() if sample.get("model") in cards]

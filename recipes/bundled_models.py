@@ -194,7 +194,8 @@ def store_half_precision(package: Path) -> None:
     networks, and the evaluation below runs on exactly these weights)."""
     from safetensors.torch import load_file, save_file
 
-    from napari_nanoscopy.packages import WEIGHTS_FILE, load_model, sha256_of
+    from napari_nanoscopy.formats import load_model
+    from napari_nanoscopy.packages import WEIGHTS_FILE, sha256_of
 
     weights = package / WEIGHTS_FILE
     tensors = load_file(str(weights))

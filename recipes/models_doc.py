@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundled_models import DATASETS, LOCALISATION, MIXTURES, RECIPES  # noqa: E402
 
 from napari_nanoscopy.evaluation import Evaluation  # noqa: E402
-from napari_nanoscopy.packages import bundled_model_names, bundled_models_dir, load_model  # noqa: E402
+from napari_nanoscopy.formats import load_model  # noqa: E402
+from napari_nanoscopy.packages import bundled_model_names, bundled_models_dir  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
