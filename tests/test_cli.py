@@ -111,7 +111,7 @@ def test_pixel_size_override_and_multichannel_refusal(packages_dir, tmp_path, sm
     write_image(plain, smooth_image, axes="YX")
     out = tmp_path / "out.ome.tif"
     assert cli.main(["restore", str(plain), str(out), "--model", str(packages_dir / "l2l")]) == 0
-    assert "records no pixel size" in capsys.readouterr().err
+    assert "records no usable pixel size" in capsys.readouterr().err
     assert read_image(out).pixel_size_nm == pytest.approx(20.0)  # the model's, as announced
     out2 = tmp_path / "out2.ome.tif"
     assert cli.main(["restore", str(plain), str(out2), "--model", str(packages_dir / "l2l"), "--pixel-size", "40"]) == 0

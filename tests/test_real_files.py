@@ -230,8 +230,8 @@ def test_an_assumed_pixel_size_is_said_and_recorded(packages_dir, tmp_path, caps
     out = tmp_path / "restored.ome.tif"
     code, err = _restore([source, out, "--model", packages_dir / "l2l"], capsys)
     assert code == 0
-    assert ("napari-nanoscopy: note: uncalibrated.tif records no pixel size; assuming the model's 20 nm "
-            "(give --pixel-size to resample).") in err
+    assert ("napari-nanoscopy: note: uncalibrated.tif records no usable pixel size (none, zero, negative or not a "
+            "number); assuming the model's 20 nm (give --pixel-size to resample).") in err
     restored = read_image(out)
     assert restored.metadata["pixel_size_assumed"] is True and restored.pixel_size_nm == pytest.approx(20.0)
 

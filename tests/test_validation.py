@@ -89,13 +89,13 @@ def test_axis_options_stay_bounded_for_any_length(deadline):
 
 
 def test_cli_pixel_size_from_file_and_option(tmp_path, capsys, image, deadline):
-    for bad in (0.0, 1e9):  # OME PhysicalSize of 1e9 nm hung in _axis_options
+    for bad in (0.0, -20.0, float("nan"), 1e9):  # OME PhysicalSize of 1e9 nm hung in _axis_options
         source = tmp_path / f"px{bad:g}.ome.tif"
         tifffile.imwrite(source, image, ome=True, metadata={"axes": "YX", "PhysicalSizeX": bad / 1e3,
                                                             "PhysicalSizeY": bad / 1e3})
         status, err = run_cli(capsys, "restore", source, tmp_path / f"out{bad:g}.ome.tif", "-m", "tagan-nanodomains")
-        if bad == 0.0:  # no calibration at all: the model's pixel size is assumed, and said so
-            assert status == 0 and "records no pixel size" in err
+        if bad != 1e9:  # no usable calibration: the model's pixel size is assumed, and said so
+            assert status == 0 and "records no usable pixel size" in err
         else:
             assert_one_line_error(status, err, "1e+09 nm", "outside the 0.1-100000 nm")
     source = tmp_path / "ok.ome.tif"

@@ -342,8 +342,8 @@ def _prepare(plan: RestorePlan, job: ImageJob, data, axes: str, pixel, names, no
     data, axes, chosen = input_channel(restorer, data, axes, names, request.channel, job.source.name)
     pixel = request.pixel_size if request.pixel_size is not None else pixel
     if pixel is None and card.pixel_size_nm is not None and note is not None:
-        note(f"{job.source.name} records no pixel size; assuming the model's {card.pixel_size_nm:g} nm "
-             "(give --pixel-size to resample).")
+        note(f"{job.source.name} records no usable pixel size (none, zero, negative or not a number); assuming the "
+             f"model's {card.pixel_size_nm:g} nm (give --pixel-size to resample).")
     if job.engine == CHUNKED and restorer.in_channels > 1 and (len(axes) < 3 or axes[-3] != "C"):
         raise NanoscopyError(f"{job.source.name} has axes {axes}; this model needs its channels on the axis before Y, X.")
     stack_axes = "".join(a for a in axes[:-2] if a != "C" or restorer.in_channels == 1)
