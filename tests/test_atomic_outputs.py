@@ -215,3 +215,18 @@ def test_a_signal_while_publishing_takes_back_the_outputs_already_placed(tmp_pat
         signal.signal(signal.SIGTERM, previous)
     assert handled == []  # never run half-way through publishing
     assert everything_in(tmp_path) == []  # interrupted: no output, no temporary
+
+
+@pytest.mark.parametrize("name", ["model", "model.zip"])
+def test_a_package_that_appears_while_it_is_saved_is_not_replaced(tmp_path, name):
+    from napari_nanoscopy.outputs import OutputAppeared
+    from napari_nanoscopy.packages import staged_output
+
+    target = tmp_path / name
+    with pytest.raises(OutputAppeared):
+        with staged_output(target, overwrite=False) as staging:
+            (staging / "model.json").write_text("{}")
+            target.mkdir()  # another run's package
+            (target / "theirs").write_text("kept")
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no scratch or staged copy left

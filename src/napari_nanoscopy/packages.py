@@ -17,7 +17,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from .card import (
 )
 from .errors import NanoscopyError
 from .io import read_json_object
+from .outputs import StagedOutputs
 from .limits import MAX_SAMPLES, PIXEL_SIZE_RANGE_NM
 from .models import FAMILIES
 from .safety import inside
@@ -367,31 +367,23 @@ def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | No
 
 
 @contextmanager
-def staged_output(target: Path) -> Iterator[Path]:
-    """A staging folder beside ``target`` to write a package into. When the block ends without
-    an error, the folder (zipped, when ``target`` ends in .zip) replaces ``target``; otherwise,
-    and in any case afterwards, nothing of the staging is left, so a failed write leaves no
-    partial package."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    partial_zip = Path(f"{staging}.zip.partial")
-    try:
-        yield staging
+def staged_output(target: Path, overwrite: bool) -> Iterator[Path]:
+    """A scratch folder beside ``target`` to write a package into. When the block ends without an
+    error, the folder (zipped, when ``target`` ends in .zip) is published at ``target`` through
+    :class:`~napari_nanoscopy.outputs.StagedOutputs`, like every other output: never over something
+    that appeared at ``target`` meanwhile unless ``overwrite``; nothing of the scratch is left."""
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as scratch, \
+            StagedOutputs(overwrite=overwrite) as staged:
+        package = Path(scratch) / "package"
+        package.mkdir()
+        yield package
+        temporary = staged.stage(target)
         if target.suffix.lower() == ".zip":
-            with zipfile.ZipFile(partial_zip, "w", zipfile.ZIP_DEFLATED) as archive:
-                for item in sorted(staging.iterdir()):
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+                for item in sorted(package.iterdir()):
                     archive.write(item, arcname=item.name)
-            finished = partial_zip
         else:
-            finished = staging
-        if target.exists():
-            (shutil.rmtree if target.is_dir() else os.remove)(target)
-        os.replace(finished, target)
-    finally:
-        for leftover in (staging, partial_zip):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists():
-                leftover.unlink()
+            os.rename(package, temporary)
 
 
 def save_model(
@@ -416,7 +408,7 @@ def save_model(
     card.training.setdefault("napari_nanoscopy_version", __version__)
     card.training.setdefault("torch_version", torch.__version__)
 
-    with staged_output(target) as staging:
+    with staged_output(target, overwrite) as staging:
         save_file(package_state(generator, task_network), str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")

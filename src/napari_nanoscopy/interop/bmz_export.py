@@ -351,7 +351,7 @@ def export_bmz(
     restored = _apply_ops(outputs[0].float().numpy(), postprocessing)
     task_out = outputs[1].float().numpy() if len(outputs) > 1 else None
 
-    with staged_output(target) as staging:
+    with staged_output(target, overwrite) as staging:
         (staging / ARCHITECTURE_FILE).write_text(source, encoding="utf-8")
         torch.save(state, staging / STATE_DICT_FILE)
         comment = _save_torchscript(network, example, staging / TORCHSCRIPT_FILE)
