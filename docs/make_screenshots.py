@@ -113,12 +113,92 @@ def bead_sample() -> tuple[str, dict] | None:
     return None
 
 
+def segment_screenshot() -> None:
+    """Segment: the authors' axon U-Net (U-Net-Live where their folder is absent) on a real axonal STED
+    image, its rings over the image with the expert polygons (opened from *.polys.txt) as outlines."""
+    from napari_nanoscopy._napari_io import read_polygon_file
+    from napari_nanoscopy._widgets.segment import SegmentWidget
+    from napari_nanoscopy.io import read_image
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon"
+    if not (real / "images" / "actin_1.tiff").is_file():
+        print(f"skipped segment.png: the real images are not in {real}")
+        return
+    viewer = napari.Viewer(title="napari-nanoscopy")
+    viewer.window._qt_window.resize(*WINDOW)
+    viewer.add_image(read_image(real / "images" / "actin_1.tiff").data, name="actin_1 (STED)", scale=(20.0, 20.0),
+                     units=("nm", "nm"), colormap="gray")
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment", area="right")
+    network = real / "network"
+    if network.is_dir():
+        segment.add_model(str(network))
+        wait(segment)
+    if segment.last_error or not network.is_dir():
+        segment.select_model("unet-live-factin")
+    segment.probabilities_box.setChecked(True)
+    segment.run()
+    wait(segment)
+    if segment.last_error:
+        raise SystemExit(f"Segment failed: {segment.last_error}")
+    [(polygons, kwargs, _)] = read_polygon_file(str(real / "annotations" / "actin_1.polys.txt"))
+    viewer.add_shapes(polygons, **kwargs, scale=(20.0, 20.0), units=("nm", "nm"))  # in the image's pixels, as read
+    model = segment.selected_entry().card.name
+    viewer.text_overlay.text = f"real axonal STED: {model} rings (magenta), expert polygons (yellow)"
+    viewer.text_overlay.position = "top_center"
+    viewer.text_overlay.font_size = 10
+    viewer.text_overlay.visible = True
+    viewer.reset_view()
+    save(viewer, "segment.png")
+    viewer.close()
+
+
+def domain_screenshot() -> None:
+    """Restore's domain check: a real axonal STED image given to a confocal -> STED model is flagged
+    beside the result (and as a napari notification)."""
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy.io import read_image
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon" / "images"
+    if not (real / "actin_1.tiff").is_file():
+        print(f"skipped domain.png: the real images are not in {real}")
+        return
+    viewer = napari.Viewer(title="napari-nanoscopy")
+    viewer.window._qt_window.resize(*WINDOW)
+    viewer.add_image(read_image(real / "actin_1.tiff").data, name="actin_1 (real STED)", scale=(20.0, 20.0),
+                     units=("nm", "nm"), colormap="gray")
+    restore = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(restore, name="Restore", area="right")
+    restore.select_model("tagan-factin")
+    restore.run()
+    wait(restore)
+    if restore.last_error or not restore.domain_note.text().startswith("⚠"):
+        raise SystemExit(f"the domain check did not flag the real image: {restore.last_error or restore.domain_note.text()}")
+    for layer in viewer.layers:  # the real image beside what the model made of it
+        layer.visible = role_of(layer) in ("", "restored")
+    viewer.grid.shape, viewer.grid.enabled = (1, 2), True
+    viewer.text_overlay.text = "real axonal STED   |   tagan-factin's output: flagged, outside its training domain"
+    viewer.text_overlay.position = "top_center"
+    viewer.text_overlay.font_size = 10
+    viewer.text_overlay.visible = True
+    viewer.reset_view()
+    save(viewer, "domain.png")
+    viewer.close()
+
+
 def main() -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Capture docs/screenshots/ from a real napari viewer.")
     parser.add_argument("--skip-train", action="store_true", help="keep the existing train.png (training is slow)")
+    parser.add_argument("--only", choices=("segment", "domain"), help="capture only this screenshot")
     args = parser.parse_args()
+    if args.only in (None, "segment"):
+        segment_screenshot()
+    if args.only in (None, "domain"):
+        domain_screenshot()
+    if args.only:
+        return 0
     from napari_nanoscopy._widgets.live import LiveWidget
     from napari_nanoscopy._widgets.metrics import MetricsWidget
     from napari_nanoscopy._widgets.restore import RestoreWidget

@@ -106,7 +106,7 @@ def test_an_output_that_appears_during_the_run_is_never_replaced(packages_dir, t
     assert everything_in(tmp_path) == ["confocal.ome.tif", "std.ome.tif"]  # all outputs or none
 
     assert cli.main([*command, "--overwrite"]) == 0  # --overwrite replaces it
-    assert read_image(std).metadata["content"] == "MC-dropout std"
+    assert read_image(std).metadata["content"] == "pooled MC-dropout std"
     assert everything_in(tmp_path) == ["confocal.ome.tif", "restored.ome.tif", "std.ome.tif"]
 
 

@@ -197,7 +197,7 @@ def test_unknown_family_is_refused_when_the_card_is_read():
     data["family"] = "cyclegan"
     with pytest.raises(NanoscopyError) as error:
         ModelCard.from_dict(data, source=SOURCE)
-    assert str(error.value) == invalid("unknown family 'cyclegan' (known: tagan, tagan-live, tcan, wang, l2l)")
+    assert str(error.value) == invalid("unknown family 'cyclegan' (known: tagan, tagan-live, tcan, wang, l2l, fcn-unet)")
 
 
 def test_replacing_a_typed_field_keeps_every_other_entry():

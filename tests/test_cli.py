@@ -44,7 +44,7 @@ def test_restore_round_trip_keeps_pixel_size(packages_dir, tmp_path, ome_input):
     assert labels.metadata["content"] == {"1": "rings", "2": "fibres"}
     # every output's OME-XML names its channel, not only the private provenance tag
     [channel] = load_model(packages_dir / "tagan-task").card.output_channels
-    assert restored.channel_names == [channel] and spread.channel_names == [f"{channel} uncertainty (MC-dropout std)"]
+    assert restored.channel_names == [channel] and spread.channel_names == [f"{channel} uncertainty (pooled MC-dropout std)"]
     assert labels.channel_names == ["segmentation (rings, fibres)"]
 
 

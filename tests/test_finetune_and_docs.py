@@ -172,7 +172,7 @@ def test_api_docs_cover_every_option_of_the_live_and_bench_commands(command):
 def test_readme_and_widget_docs_name_every_dock_widget():
     manifest = yaml.safe_load(MANIFEST.read_text())
     names = [widget["display_name"] for widget in manifest["contributions"]["widgets"]]
-    assert len(names) == 4
+    assert len(names) == 5
     readme = (ROOT / "README.md").read_text()
     in_napari = next(paragraph for paragraph in readme.split("\n\n") if paragraph.startswith("In napari"))
     widgets_doc = (ROOT / "docs" / "widgets.md").read_text()

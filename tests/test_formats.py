@@ -105,7 +105,7 @@ def test_unknown_sources_say_what_to_give(tmp_path):
         load_model(tmp_path / "weights.h5")
     assert str(error.value) == (
         f"{tmp_path / 'weights.h5'} is not a model package: give a folder with model.json, its .zip, a bundled "
-        "model name, or a TA-GAN *_net_G.pth file.")
+        "model name, a TA-GAN *_net_G.pth file, a CSBDeep or bioimage.io model, or a U-Net folder with params.net.")
     (tmp_path / "empty").mkdir()
     with pytest.raises(NanoscopyError, match=r"empty holds no model\.json; a model package is a folder or \.zip"):
         load_model(tmp_path / "empty")
@@ -121,7 +121,8 @@ def test_a_new_format_is_one_registered_entry(sources, tmp_path, monkeypatch):
 
     params = ModelFormat("U-Net params", load_params, lambda folder: (folder / "params.net").is_file(),
                          markers=("params.net",), suffixes=(".net",))
-    monkeypatch.setattr(formats, "FORMATS", (*FORMATS, params))
+    # the real params.net entry (interop.stedactin) is left out, so that this one stands in for it
+    monkeypatch.setattr(formats, "FORMATS", (*(fmt for fmt in FORMATS if "params.net" not in fmt.markers), params))
     folder = tmp_path / "unet"
     folder.mkdir()
     (folder / "params.net").write_bytes(b"weights")
@@ -145,7 +146,7 @@ def test_packages_does_not_import_interop_or_formats():
 
 
 @pytest.mark.parametrize("module", ["formats", "interop", "interop.bmz_export", "interop.bmz", "interop.csbdeep",
-                                    "interop.tagan"])
+                                    "interop.tagan", "interop.stedactin"])
 def test_format_modules_import_first_in_a_fresh_process(module):
     code = f"import napari_nanoscopy.{module}; from napari_nanoscopy.interop import export_bmz"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -25,9 +25,9 @@ def test_manifest_is_found_through_the_entry_point():
     manager = PluginManager()
     manager.discover()
     manifest = manager.get_manifest("napari-nanoscopy")
-    # TIFF / OME-TIFF images, and recorded live-assist session folders
+    # TIFF / OME-TIFF images, *.polys.txt polygon annotations, and recorded live-assist session folders
     assert {r.command for r in manifest.contributions.readers} == {
-        "napari-nanoscopy.get_reader", "napari-nanoscopy.get_session_reader"}
+        "napari-nanoscopy.get_reader", "napari-nanoscopy.get_polygon_reader", "napari-nanoscopy.get_session_reader"}
 
 
 def test_reader_sets_physical_scale_and_channel_names(tmp_path):

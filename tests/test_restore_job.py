@@ -71,15 +71,22 @@ def test_every_refusal_comes_before_the_model_runs(case, message, packages_dir, 
         ["confocal.ome.tif", "two.ome.tif"] + (["out.ome.tif"] if case == "existing output" else []))
 
 
-def test_the_plan_is_frozen_and_reads_no_image(packages_dir, tmp_path, ome_input, monkeypatch):
+def test_the_plan_is_frozen_and_reads_no_pixel(packages_dir, tmp_path, ome_input, monkeypatch):
     from napari_nanoscopy import io
 
-    def must_not_read(*args, **kwargs):
-        raise AssertionError("the plan read an image")
+    read = io.read_image
+    headers = []
 
-    monkeypatch.setattr(io, "read_image", must_not_read)
+    def headers_only(*args, **kwargs):
+        if not kwargs.get("header_only"):
+            raise AssertionError("the plan read an image's pixels")
+        headers.append(read(*args, **kwargs))
+        return headers[-1]
+
+    monkeypatch.setattr(io, "read_image", headers_only)
     plan = plan_restore(RestoreRequest(input=str(ome_input), output=str(tmp_path / "out.ome.tif"),
                                        model=str(packages_dir / "tagan")))
+    assert [header.data.strides for header in headers] == [(0, 0)]  # a shape-only stand-in, no memory
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.jobs = ()
     with pytest.raises(TypeError):
@@ -154,3 +161,58 @@ def test_cli_is_a_front_end_of_the_job(packages_dir, tmp_path, ome_input, monkey
     assert planned == [RestoreRequest(input=str(ome_input), output=str(out), model=str(packages_dir / "tagan"),
                                       samples=1)]
     assert capsys.readouterr().out == f"wrote {out}\n"
+
+
+# --- arrays already open (the Restore widget's and Python's job) --------------------------------
+
+
+def _lazy_image(packages_dir):
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:150, 0:170]
+    image = rng.poisson(200 + 80 * np.sin(x / 7.0) * np.cos(y / 11.0)).astype(np.uint16)
+    return image, da.from_array(image, chunks=64)
+
+
+def test_restore_array_of_a_lazy_layer_too_large_for_memory_runs_block_by_block(packages_dir, monkeypatch):
+    from napari_nanoscopy import restore_job
+
+    image, lazy = _lazy_image(packages_dir)
+    restorer = Restorer(packages_dir / "l2l", device="cpu")
+    in_memory = restore_job.restore_array(restorer, lazy, samples=1)
+    assert in_memory.provenance["engine"] == MEMORY
+    monkeypatch.setattr(restore_job, "available_memory", lambda: 100_000)  # too little for the whole image (255 kB)
+    assert restore_job.array_engine(lazy, restorer) == CHUNKED
+    assert restore_job.array_engine(image, restorer) == MEMORY  # a numpy array is already in memory
+    blocks = restore_job.restore_array(restorer, lazy, samples=1)
+    assert blocks.provenance["engine"] == CHUNKED and blocks.provenance["blocks"] >= 1
+    assert blocks.domain is not None and blocks.provenance["domain"] == blocks.domain.to_dict()  # checked either way
+    assert blocks.domain.message == in_memory.domain.message
+    assert blocks.mean.shape == in_memory.mean.shape
+    scale = float(np.abs(in_memory.mean).max())
+    np.testing.assert_allclose(blocks.mean, in_memory.mean, rtol=1e-5, atol=1e-5 * scale)
+    with pytest.raises(NanoscopyError, match="keep_samples need the image in memory"):
+        restore_job.restore_array(restorer, lazy, samples=2, keep_samples=True)
+
+
+def test_python_restore_is_the_job_path(packages_dir):
+    import napari_nanoscopy
+
+    image, lazy = _lazy_image(packages_dir)
+    result = napari_nanoscopy.restore(lazy, packages_dir / "l2l", device="cpu", samples=1)
+    assert result.provenance["engine"] == MEMORY and result.mean.shape == image.shape
+
+
+def test_a_channel_problem_in_a_later_image_refuses_the_run_before_the_first(packages_dir, tmp_path, smooth_image,
+                                                                              no_restoration):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.ome.tif", smooth_image, pixel_size_nm=20.0, axes="YX")
+    write_image(folder / "b.ome.tif", np.stack([smooth_image, smooth_image]), pixel_size_nm=20.0, axes="CYX",
+                channel_names=["actin", "tubulin"])
+    request = RestoreRequest(input=str(folder), output=str(tmp_path / "out"), model=str(packages_dir / "tagan"),
+                             samples=1)
+    with pytest.raises(NanoscopyError, match="b.ome.tif has 2 channels") as refused:
+        plan_restore(request)
+    assert "--channel" in str(refused.value)
+    assert not (tmp_path / "out").exists()

@@ -263,7 +263,7 @@ def test_bad_training_folders_are_refused_with_a_clear_message(family, damage, m
         (dict(patch=PATCH, loss=dict(scales=4)), r"1, 3 or 5 scales"),
         (dict(patch=PATCH, loss=dict(weight=1)), r"no setting 'weight'"),
         (dict(patch=PATCH, task=dict(network="unet128")), r"trains no task network"),
-        (dict(patch=PATCH, steps=0), r"steps must be an integer from 1 to \d+, not 0"),
+        (dict(patch=PATCH, steps=0), r"steps must be a whole number from 1 to \d+, not 0"),
     ],
 )
 def test_bad_settings_are_refused(options, message, pairs, tmp_path):

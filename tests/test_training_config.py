@@ -78,11 +78,11 @@ def test_dicts_become_typed_sections_and_the_config_is_frozen():
     "family, settings, message",
     [
         ("care", {}, "Unknown training family 'care'; choose one of: tagan, tagan-live, unet-live, tcan, wang, l2l, pix2pix."),
-        ("l2l", {"steps": 0}, f"steps must be an integer from 1 to {MAX_STEPS}, not 0."),
-        ("l2l", {"patch": MAX_PATCH + 1}, f"patch must be an integer from 1 to {MAX_PATCH}, not {MAX_PATCH + 1}."),
-        ("l2l", {"batch": "4"}, f"batch must be an integer from 1 to {MAX_BATCH}, not '4'."),
-        ("l2l", {"seed": -1}, "seed must be an integer from 0 to 9223372036854775807, not -1."),
-        ("l2l", {"checkpoint_every": 0}, "checkpoint_every must be an integer of at least 1, not 0."),
+        ("l2l", {"steps": 0}, f"steps must be a whole number from 1 to {MAX_STEPS}, not 0."),
+        ("l2l", {"patch": MAX_PATCH + 1}, f"patch must be a whole number from 1 to {MAX_PATCH}, not {MAX_PATCH + 1}."),
+        ("l2l", {"batch": "4"}, f"batch must be a whole number from 1 to {MAX_BATCH}, not '4'."),
+        ("l2l", {"seed": -1}, "seed must be a whole number from 0 to 9223372036854775807, not -1."),
+        ("l2l", {"checkpoint_every": 0}, "checkpoint_every must be a whole number of at least 1, not 0."),
         ("l2l", {"lr": 2}, "The learning rate must be a number between 0 and 1, not 2."),
         ("l2l", {"loss": {"weight": 1}}, "The l2l loss has no setting 'weight'; its settings are: kind, scales."),
         ("l2l", {"loss": {"kind": "l2"}}, "The l2l loss kind must be 'ms-ssim' or 'l1', not 'l2'."),
@@ -122,7 +122,7 @@ def test_reading_the_config_does_not_load_pytorch():
 def test_the_command_line_options_are_the_config_fields(tmp_path):
     options = {option.flag: option for option in command_line_options()}
     assert list(options) == ["--data", "--out", "--steps", "--patch", "--batch", "--device", "--seed", "--resume",
-                             "--init-from"]
+                             "--init-from", "--task-network"]
     assert [flag for flag, option in options.items() if option.required] == ["--data", "--out", "--steps"]
     args = cli.build_parser().parse_args(["train", "tcan", "--data", "d", "--out", str(tmp_path / "m"), "--steps", "1e3",
                                           "--seed", "7", "--resume", "--init-from", "tcan-beads"])
@@ -135,7 +135,7 @@ def test_the_command_line_refuses_a_bad_setting_in_one_line(tmp_path, capsys):
     status = cli.main(["train", "l2l", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--steps", "1",
                        "--patch", "5000"])
     err = capsys.readouterr().err.strip()
-    assert status == 2 and err == f"napari-nanoscopy: error: patch must be an integer from 1 to {MAX_PATCH}, not 5000."
+    assert status == 2 and err == f"napari-nanoscopy: error: patch must be a whole number from 1 to {MAX_PATCH}, not 5000."
 
 
 def test_bounds_are_the_checks_limits():

@@ -199,8 +199,8 @@ def _set(path, value):
         ("normalization.input", 7, "normalization.input must be an object or a list of them, not 7"),
         ("channels.input", "abc", "channels.input is 'abc', not a list of names"),
         ("architecture.generator", [1, 2], "architecture.generator is [1, 2], not an object"),
-        ("architecture.generator.n_blocks", 10**6, "n_blocks must be an integer from 0 to 64, not 1000000"),
-        ("architecture.generator.ngf", "64", "ngf must be an integer from 1 to 1024, not '64'"),
+        ("architecture.generator.n_blocks", 10**6, "n_blocks must be a whole number from 0 to 64, not 1000000"),
+        ("architecture.generator.ngf", "64", "ngf must be a whole number from 1 to 1024, not '64'"),
         ("architecture.generator.ngf", 1000, "would have 756 million parameters, more than the 250 million"),
     ],
 )
@@ -214,8 +214,8 @@ def test_malformed_model_card_fields_name_field_and_value(packages_dir, tmp_path
 
 
 @pytest.mark.parametrize("field, value, phrase", [
-    ("depth", 10**6, "depth must be an integer from 1 to 10, not 1000000"),  # hung computing 2**1e6 widths
-    ("base_filters", 10**9, "base_filters must be an integer from 1 to 1024, not 1000000000"),
+    ("depth", 10**6, "depth must be a whole number from 1 to 10, not 1000000"),  # hung computing 2**1e6 widths
+    ("base_filters", 10**9, "base_filters must be a whole number from 1 to 1024, not 1000000000"),
 ])
 def test_l2l_card_sizes_cannot_hang_or_allocate(packages_dir, tmp_path, deadline, field, value, phrase):
     folder = copy_package(packages_dir, tmp_path, "l2l")
@@ -368,9 +368,9 @@ def test_cli_restore_numbers_get_one_line_with_limits(tmp_path, capsys, source, 
 def test_cli_other_commands_numbers(tmp_path, capsys, deadline):
     status, err = run_cli(capsys, "train", "tagan", "--data", tmp_path, "--out", tmp_path / "m", "--steps", "1",
                           "--seed", str(10**23))  # an OverflowError traceback before
-    assert_one_line_error(status, err, "seed must be an integer from 0 to 9223372036854775807")
+    assert_one_line_error(status, err, "seed must be a whole number from 0 to 9223372036854775807")
     status, err = run_cli(capsys, "train", "tagan", "--data", tmp_path, "--out", tmp_path / "m", "--steps", "1e12")
-    assert_one_line_error(status, err, "steps must be an integer from 1 to 10000000")
+    assert_one_line_error(status, err, "steps must be a whole number from 1 to 10000000")
     status, err = run_cli(capsys, "bench", "--size", "1e9", "--only", "throughput")  # a MemoryError before
     assert_one_line_error(status, err, "The benchmark size must be a whole number from 64 to 16384")
     status, err = run_cli(capsys, "evaluate", "tagan-nanodomains", "--data", tmp_path, "--limit", "-5")

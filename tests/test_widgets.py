@@ -135,6 +135,56 @@ def test_restore_bundled_sample_at_the_input_scale_and_rerun_updates(make_napari
     np.testing.assert_allclose(restored.data, first, atol=1e-5)
 
 
+def test_restore_a_lazy_layer_too_large_for_memory_runs_block_by_block(make_napari_viewer, qtbot, monkeypatch):
+    """The widget restores through the one job path: a dask layer that does not fit runs in blocks."""
+    da = pytest.importorskip("dask.array")
+    from napari_nanoscopy import restore_job
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    layer = viewer.layers["weak label (input)"]
+    expected = np.asarray(layer.data)
+    lazy = viewer.add_image(da.from_array(expected, chunks=64), name="lazy", scale=layer.scale)
+    widget = RestoreWidget(viewer)
+    widget.input_combo.setCurrentText(lazy.name)
+    widget.run()
+    wait_idle(qtbot, widget)
+    in_memory = viewer.layers["restored: lazy"]
+    assert in_memory.metadata["engine"] == "memory"
+    first = np.asarray(in_memory.data).copy()
+    monkeypatch.setattr(restore_job, "available_memory", lambda: 100_000)  # less than 2.5 x 128 x 128 float32
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    assert in_memory.metadata["engine"] == "chunked" and in_memory.metadata["blocks"] >= 1
+    np.testing.assert_allclose(in_memory.data, first, rtol=1e-5, atol=1e-5 * float(np.abs(first).max()))
+
+
+def test_restore_says_beside_the_result_whether_the_image_is_in_the_models_domain(make_napari_viewer, qtbot,
+                                                                                  notifications):
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.domain_note.isVisibleTo(widget) and widget.domain_note.text().startswith("In domain")
+    restored = results(viewer)[0]
+    assert restored.metadata["domain"]["flagged"] is False
+    assert not [n for n in notifications if "domain" in str(n.message)]
+    widget.pixel_box.setValue(40.0)  # the sample's 20 nm pixels told as 40 nm: the structure looks twice as fine
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.last_error is None
+    text = widget.domain_note.text()
+    assert text.startswith("⚠ Outside the model's domain") and "'l2l-twolabel'" in text
+    assert restored.metadata["domain"]["flagged"] is True
+    assert [n for n in notifications if "Outside the model's domain" in str(n.message)]
+
+
 def test_restore_task_model_gives_restored_uncertainty_and_labelled_segmentation(
     make_napari_viewer, qtbot, packages_dir, smooth_image
 ):
@@ -307,6 +357,25 @@ def test_restore_lists_bundled_models_through_the_packages_api(make_napari_viewe
     widget = RestoreWidget(make_napari_viewer())
     bundled = [entry.card.name for entry in widget._entries if entry.bundled]
     assert bundled == [card.name for card in list_models()] and bundled
+
+
+REAL_AXON_NETWORK = Path(__file__).parents[2] / "shared" / "real" / "STEDActinFCN" / "axon" / "network"
+
+
+@pytest.mark.skipif(not (REAL_AXON_NETWORK / "params.net").is_file(), reason="the real STEDActinFCN files are absent")
+def test_restore_refuses_a_segmenter_only_model_and_does_not_list_it(make_napari_viewer, qtbot):
+    from napari_nanoscopy._widgets._registry import REGISTRY
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy.formats import load_model
+
+    widget = RestoreWidget(make_napari_viewer())
+    count = len(widget._entries)
+    widget.add_model(REAL_AXON_NETWORK)
+    wait_idle(qtbot, widget)
+    assert "only segments images (rings) and restores nothing" in widget.last_error
+    assert "Segment widget" in widget.last_error and len(widget._entries) == count
+    REGISTRY.add(str(REAL_AXON_NETWORK), load_model(REAL_AXON_NETWORK).card)  # opened in the Segment widget
+    assert len(widget._entries) == count
 
 
 def test_result_layers_save_with_pixel_size_and_provenance(make_napari_viewer, qtbot, tmp_path):

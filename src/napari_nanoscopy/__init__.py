@@ -1,7 +1,7 @@
 """napari-nanoscopy: deep-learning restoration and model-assisted live STED for fluorescence nanoscopy.
 
-The public Python API is ``load_model``, ``save_model``, ``restore``, ``Restorer`` and
-``NanoscopyError``. They are imported lazily so that napari can read this plugin's manifest
+The public Python API is ``load_model``, ``save_model``, ``restore``, ``Restorer``, ``segment``,
+``Segmenter`` and ``NanoscopyError``. They are imported lazily so that napari can read this plugin's manifest
 without loading PyTorch.
 """
 
@@ -13,9 +13,12 @@ _LAZY = {
     "list_models": "formats",
     "ModelCard": "packages",
     "ModelPackage": "packages",
-    "restore": "inference",
+    "restore": "restore_job",
     "Restorer": "inference",
     "RestorationResult": "inference",
+    "segment": "segmentation",
+    "Segmenter": "segmentation",
+    "SegmentationResult": "segmentation",
     "NanoscopyError": "errors",
     "Cancelled": "errors",
 }

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import NanoscopyError
 from .io import read_image, write_image
 
+POLYGON_SUFFIX = ".polys.txt"  # the annotation files of Lavoie-Cardinal et al. 2020
 UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "µm": 1e3, "um": 1e3, "micrometer": 1e3, "micron": 1e3, "mm": 1e6, "millimeter": 1e6}
 
 
@@ -39,6 +40,29 @@ def read_tiff(path: str) -> list[tuple]:
         count = image.data.shape[kwargs["channel_axis"]]
         kwargs["name"] = list(image.channel_names or [f"{stem} [{index}]" for index in range(count)])
     return [(image.data, kwargs, layer_type)]
+
+
+def get_polygon_reader(path: str | list[str]):
+    if isinstance(path, list) or not str(path).lower().endswith(POLYGON_SUFFIX):
+        return None
+    return read_polygon_file
+
+
+def read_polygon_file(path: str) -> list[tuple]:
+    """The polygons of a ``*.polys.txt`` annotation file (Lavoie-Cardinal et al.) as one Shapes layer.
+
+    The file gives vertices in pixels of its image and no pixel size, so the layer is at scale 1
+    (the image's pixels); each shape's file label is its ``label`` feature. Nothing in the file is
+    evaluated (:func:`~napari_nanoscopy.annotations.read_polygons` parses numbers only).
+    """
+    from .annotations import read_polygons
+
+    polygons = read_polygons(path)
+    name = Path(path).name[: -len(POLYGON_SUFFIX)]
+    kwargs = {"name": f"{name} polygons", "shape_type": "polygon", "features": {"label": [p.label for p in polygons]},
+              "face_color": "transparent", "edge_color": "#ffd400", "edge_width": 1.0,
+              "metadata": {"annotations": str(path), "coordinates": "pixels of the annotated image"}}
+    return [([polygon.vertices for polygon in polygons], kwargs, "shapes")]
 
 
 def pixel_size_from_meta(meta: dict[str, Any]) -> float | None:

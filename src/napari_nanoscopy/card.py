@@ -22,7 +22,7 @@ from numbers import Real
 from typing import Any, ClassVar, NoReturn
 
 from .errors import NanoscopyError
-from .models import TASK_NETWORKS, build_generator, build_task_network
+from .models import SEGMENTER_FAMILIES, TASK_NETWORKS, build_generator, build_segmenter, build_task_network
 
 DEFAULT_RANGE = (-1.0, 1.0)  # a tanh generator sees and produces [-1, 1]; a linear one (CARE) [0, 1]
 
@@ -315,7 +315,7 @@ class Task(Section):
     kind: str | None = None
     threshold_method: str | None = None
     network: str | None = None
-    target_normalization: Mapping[str, Any] | None = None
+    target_normalization: InputNormalisation | None = None  # how training scaled the task targets
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -331,16 +331,20 @@ class Task(Section):
         thresholds = tuple(check_number(fail, f"task.thresholds[{index}]", value) for index, value in enumerate(thresholds))
         if not outputs or len(outputs) != len(thresholds):
             fail("task.outputs and task.thresholds must be non-empty lists of equal length")
+        scaling = data.get("target_normalization")
+        if scaling is not None:
+            scaling = InputNormalisation.from_dict(scaling, "task.target_normalization", fail)
         section = cls(outputs=outputs, thresholds=thresholds, kind=data.get("kind"),
                       threshold_method=data.get("threshold_method"), network=data.get("network"),
-                      target_normalization=_plain(data.get("target_normalization")),
+                      target_normalization=scaling,
                       extras=_plain({key: value for key, value in data.items() if key not in cls.TYPED}))
         section._keep(data)
         return section
 
     def _fields_json(self) -> dict[str, Any]:
+        scaling = self.target_normalization
         optional = {"threshold_method": self.threshold_method, "network": self.network,
-                    "target_normalization": self.target_normalization}
+                    "target_normalization": scaling.to_dict() if scaling is not None else None}
         data = {"kind": self.kind} if self.kind is not None else {}
         data.update(outputs=list(self.outputs), thresholds=list(self.thresholds))
         data.update({key: copy.deepcopy(value) for key, value in optional.items() if value is not None})
@@ -368,6 +372,8 @@ class GeneratorArchitecture(Section):
         return cls(family=family, kwargs=copy.deepcopy(dict(data)))
 
     def build(self):
+        if self.family in SEGMENTER_FAMILIES:
+            return build_segmenter(self.family, **self.kwargs)
         return build_generator(self.family, **self.kwargs)
 
     def _fields_json(self) -> dict[str, Any]:
@@ -399,3 +405,133 @@ class TaskNetworkArchitecture(Section):
 
     def _fields_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "kwargs": dict(self.kwargs)}
+
+
+# --- segmenter-only models -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SegmenterSection(Section):
+    """How a model that only segments (the U-Nets of Lavoie-Cardinal et al. 2020) is applied, with
+    its own input scaling and crop-and-average prediction instead of the restoration engine's.
+
+    Input: uint16 images whose minimum is not 0 first lose ``unsigned_offset`` (32768); then
+    ``x / (factor * maximum)``, clipped to ``clip``. Prediction: ``crop``-pixel crops on a
+    ``step``-pixel grid from the top-left corner, crops past the edge zero-padded, overlapping
+    predictions averaged. Output: ``activation`` ("sigmoid" per channel, or "softmax" over the
+    channels) of the network's scores; class k is output channel ``class_channels[k]``, named
+    ``classes[k]`` and thresholded at ``thresholds[k]``."""
+
+    ACTIVATIONS: ClassVar[tuple[str, ...]] = ("sigmoid", "softmax")
+    activation: str
+    classes: tuple[str, ...]
+    class_channels: tuple[int, ...]
+    thresholds: tuple[float, ...]
+    maximum: float
+    factor: float = 0.8
+    clip: tuple[float, float] = (0.0, 1.0)
+    unsigned_offset: float = 32768.0
+    crop: int = 128
+    step: int = 128
+    source: str | None = None
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail) -> SegmenterSection:
+        if isinstance(data, SegmenterSection):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"segmenter must be an object, not {shown(data)}")
+        if data.get("activation") not in cls.ACTIVATIONS:
+            fail(f"segmenter.activation {shown(data.get('activation'))} is not one of {', '.join(cls.ACTIVATIONS)}")
+        classes = check_names(fail, "segmenter.classes", data.get("classes") or [])
+        channels, thresholds = data.get("class_channels") or [], data.get("thresholds") or []
+        if not isinstance(channels, list) or not isinstance(thresholds, list):
+            fail("segmenter.class_channels and segmenter.thresholds must be lists")
+        if not classes or not len(classes) == len(channels) == len(thresholds):
+            fail("segmenter.classes, class_channels and thresholds must be non-empty lists of equal length")
+        step = _whole(fail, "segmenter.step", data.get("step", 128))
+        crop = _whole(fail, "segmenter.crop", data.get("crop", 128))
+        if step > crop:
+            fail(f"segmenter.step ({step}) must not exceed segmenter.crop ({crop}), or pixels would be left out")
+        section = cls(
+            activation=data["activation"], classes=classes,
+            class_channels=tuple(_whole(fail, f"segmenter.class_channels[{k}]", c, 0) for k, c in enumerate(channels)),
+            thresholds=tuple(check_number(fail, f"segmenter.thresholds[{k}]", t, 0.0, 1.0) for k, t in enumerate(thresholds)),
+            maximum=check_number(fail, "segmenter.maximum", data.get("maximum"), 1e-12),
+            factor=check_number(fail, "segmenter.factor", data.get("factor", 0.8), 1e-6),
+            clip=check_interval(fail, "segmenter.clip", data.get("clip", [0.0, 1.0])),
+            unsigned_offset=check_number(fail, "segmenter.unsigned_offset", data.get("unsigned_offset", 32768.0), 0.0),
+            crop=crop, step=step, source=data.get("source") if isinstance(data.get("source"), str) else None,
+        )
+        section._keep(data)
+        return section
+
+    def _fields_json(self) -> dict[str, Any]:
+        data = {"activation": self.activation, "classes": list(self.classes), "class_channels": list(self.class_channels),
+                "thresholds": list(self.thresholds), "maximum": self.maximum, "factor": self.factor,
+                "clip": list(self.clip), "unsigned_offset": self.unsigned_offset, "crop": self.crop, "step": self.step}
+        return data if self.source is None else {**data, "source": self.source}
+
+
+def _whole(fail: Fail, where: str, value, low: int = 1, high: int = 1 << 16) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        fail(f"{where} must be a whole number from {low} to {high}, not {shown(value)}")
+    return value
+
+
+# --- domain fingerprint ------------------------------------------------------------------------
+
+MAX_DOMAIN_FEATURES = 64  # a whitening matrix of at most 64 x 64 numbers in model.json
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DomainFingerprint(Section):
+    """Statistics of the inputs a model was trained on, and the score above which an image is
+    outside them (calibrated on held-out in-domain images); computed and used by
+    :mod:`napari_nanoscopy.domain`. ``features`` names each statistic, ``center`` and ``scale``
+    are their training median and spread, ``window`` the side (model pixels) they are taken on,
+    ``whitening`` the matrix whose product with the standardised statistics has the squared
+    Mahalanobis distance as its squared norm, ``calibration`` how the threshold was found."""
+
+    features: tuple[str, ...]
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+    whitening: tuple[tuple[float, ...], ...]
+    threshold: float
+    window: int
+    calibration: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data, fail: Fail) -> DomainFingerprint:
+        if isinstance(data, DomainFingerprint):
+            return data
+        if not isinstance(data, Mapping):
+            fail(f"domain must be an object, not {shown(data)}")
+        features = check_names(fail, "domain.features", data.get("features") or [])
+        center, scale = data.get("center"), data.get("scale")
+        if not isinstance(center, list) or not isinstance(scale, list):
+            fail("domain.center and domain.scale must be lists of numbers")
+        if not 0 < len(features) <= MAX_DOMAIN_FEATURES or not len(features) == len(center) == len(scale):
+            fail(f"domain.features, center and scale must be lists of equal length, 1 to {MAX_DOMAIN_FEATURES}")
+        whitening = data.get("whitening")
+        if not isinstance(whitening, list) or len(whitening) != len(features) or not all(
+                isinstance(row, list) and len(row) == len(features) for row in whitening):
+            fail(f"domain.whitening must be a {len(features)}x{len(features)} list of lists of numbers")
+        calibration = data.get("calibration") or {}
+        if not isinstance(calibration, Mapping):
+            fail(f"domain.calibration must be an object, not {shown(calibration)}")
+        section = cls(
+            features=features,
+            center=tuple(check_number(fail, f"domain.center[{k}]", v) for k, v in enumerate(center)),
+            scale=tuple(check_number(fail, f"domain.scale[{k}]", v, 1e-12) for k, v in enumerate(scale)),
+            whitening=tuple(tuple(check_number(fail, f"domain.whitening[{i}][{j}]", v) for j, v in enumerate(row))
+                            for i, row in enumerate(whitening)),
+            threshold=check_number(fail, "domain.threshold", data.get("threshold"), 1e-6),
+            window=_whole(fail, "domain.window", data.get("window")), calibration=_plain(calibration),
+        )
+        section._keep(data)
+        return section
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"features": list(self.features), "center": list(self.center), "scale": list(self.scale),
+                "whitening": [list(row) for row in self.whitening], "threshold": self.threshold, "window": self.window, "calibration": _plain(self.calibration)}

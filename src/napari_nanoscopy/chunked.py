@@ -36,6 +36,7 @@ from .errors import Cancelled, NanoscopyError
 from .limits import MAX_WORKERS, check_int, check_samples, check_seed
 from .normalisation import Normaliser, statistics_sample
 from .restorer_cache import restorers
+from .uncertainty import ESTIMATOR
 
 CONNECT_TIMEOUT = "10s"  # to reach a dask scheduler
 
@@ -90,7 +91,7 @@ def restore_region(package, region: np.ndarray, normaliser, *, device: str = "au
     crop = crop or (slice(None), slice(None))
     out = {"mean": result.mean[(..., *crop)]}
     if want_std:
-        out["std"] = (result.std if result.std is not None else np.zeros_like(result.mean))[(..., *crop)]
+        out["std"] = (result.uncertainty if result.uncertainty is not None else np.zeros_like(result.mean))[(..., *crop)]
     if want_labels and result.labels is not None:
         out["labels"] = result.labels[(..., *crop)]
     return out
@@ -289,7 +290,7 @@ def restore_chunked(
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> ChunkedResult:
-    """Restore ``source`` block by block into ``out`` (and ``std_out``, ``labels_out``).
+    """Restore ``source`` block by block into ``out`` (and ``std_out``, the uncertainty layer, and ``labels_out``).
 
     ``source`` is (..., Y, X), or (..., C, Y, X) for models with several inputs; the sinks have
     the source's leading axes, the output channels when the model has more than one, then Y, X
@@ -351,7 +352,7 @@ def _provenance(card, *, pixel_size_nm, samples, seed, mc_mode, precision, compi
         "model_pixel_size_nm": card.pixel_size_nm, "pixel_size_nm": pixel_size_nm,
         "pixel_size_assumed": pixel_size_nm is None and card.pixel_size_nm is not None, "samples": samples,
         "seed": seed, "mc_mode": mc_mode if samples > 1 else "deterministic", "precision": precision,
-        "compiled": compile, "chunked": True,
+        "compiled": compile, "chunked": True, **({"uncertainty": ESTIMATOR} if samples > 1 else {}),
         "block_size": block, "block_margin": margin, "blocks": blocks,
         "scheduler": None if scheduler is None else str(getattr(getattr(scheduler, "scheduler", None), "address", scheduler)),
         "napari_nanoscopy": __version__,

@@ -68,8 +68,12 @@ def _restore(args: argparse.Namespace) -> int:
     from .restore_job import RestoreRequest, plan_restore, run_restore
 
     def note(text: str) -> None:
-        print(f"{PROG}: note: {text}", file=sys.stderr)
+        print(f"{PROG}: {text if text.startswith('warning: ') else 'note: ' + text}", file=sys.stderr)
 
+    if args.preset is not None:  # a TA-GAN pair named by its dataset: loaded here, as a package
+        from .formats import load_model
+
+        args.model = load_model(args.model, preset=args.preset)
     plan = plan_restore(RestoreRequest.from_options(args))  # every check, before any image is read
     for written in run_restore(plan, progress_factory=_Progress, note=note):
         for path in written:
@@ -148,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise NanoscopyError(f"--baseline takes NAME=MODEL (e.g. pix2pix=pix2pix-nanodomains), not {text!r}.")
         baselines[row] = model
     evaluation = evaluate(
-        args.model, data, baselines=baselines, samples=args.samples, device=args.device, limit=args.limit,
+        args.model, data, baselines=baselines, samples=args.samples, device=args.device, limit=args.limit, scorer=args.scorer,
         progress=_Progress(f"evaluating on {data.name}"),
     )
     if args.json:
@@ -199,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order here is the order `--help` lists the commands in.
-    for add_command in (_add_restore_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
-                        _add_evaluate_parser, _add_export_bmz_parser, _add_live_parser, _add_bench_parser,
+    for add_command in (_add_restore_parser, _add_segment_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
+                        _add_import_unet_parser,
+                        _add_evaluate_parser, _add_fingerprint_parser, _add_export_bmz_parser, _add_live_parser,
+                        _add_bench_parser,
                         _add_models_parser):
         add_command(commands)
     return parser
@@ -208,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_restore_parser(commands) -> None:
     from .inference import MC_MODES, PRECISIONS
+    from .interop.tagan import PRESETS as TAGAN_PRESETS
 
     restore = commands.add_parser(
         "restore",
@@ -219,6 +226,8 @@ def _add_restore_parser(commands) -> None:
     restore.add_argument("output", help="restored image (.ome.tif for OME-TIFF, .tif for ImageJ TIFF, .zarr for "
                          "OME-Zarr written chunk by chunk), or a folder for several inputs")
     restore.add_argument("--model", "-m", required=True, help="bundled model name, package folder or .zip, or TA-GAN .pth")
+    restore.add_argument("--preset", choices=TAGAN_PRESETS, help="the TA-GAN dataset of a *_net_G.pth with its "
+                         "*_net_S.pth beside it (default: recognised from the channel counts)")
     restore.add_argument("--pixel-size", type=float, help="input pixel size in nm (default: read from the file)")
     restore.add_argument("--channel", help="the channel of a multichannel input to restore, by index (from 0) or "
                          "name; needed when the input has several channels and the model takes one")
@@ -240,6 +249,8 @@ def _add_restore_parser(commands) -> None:
                               "per window shape); pays off for many images of one size")
     restore.add_argument("--seed", type=whole_number, help="seed for reproducible Monte-Carlo samples")
     restore.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    restore.add_argument("--strict-domain", action="store_true", help="write nothing for an image outside the "
+                         "model's domain (by default a warning is printed); see docs/domain.md")
     restore.add_argument("--block", type=whole_number, help="restore chunk by chunk in blocks of N pixels (OME-Zarr default: "
                          "1024 or a multiple of its chunks); memory then stays that of a few blocks")
     restore.add_argument("--scheduler", metavar="ADDRESS", help="run the blocks on a dask.distributed scheduler "
@@ -306,6 +317,12 @@ def _add_import_csbdeep_parser(commands) -> None:
     csbdeep.set_defaults(handler=_import_csbdeep)
 
 
+def _add_import_unet_parser(commands) -> None:
+    from .import_unet_cli import add_parser
+
+    add_parser(commands)
+
+
 def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
@@ -320,6 +337,9 @@ def _add_evaluate_parser(commands) -> None:
                           help="another model to compare, as a table row called NAME (repeatable)")
     evaluate.add_argument("--samples", "-n", type=whole_number, help="Monte-Carlo samples averaged per image (default: the model's)")
     evaluate.add_argument("--limit", type=whole_number, help="use only the first LIMIT images")
+    evaluate.add_argument("--scorer", metavar="MODEL", help="a segmenting model (an authors' U-Net folder, "
+                          "unet-live-factin...): per class, Dice of its segmentation of each restored image against "
+                          "that of the real STED, as the TA-GAN paper scores synthetic images")
     evaluate.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -341,6 +361,18 @@ def _add_export_bmz_parser(commands) -> None:
     bmz.add_argument("--license", default="CC-BY-4.0", help="SPDX license of the weights (default CC-BY-4.0)")
     bmz.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     bmz.set_defaults(handler=_export_bmz)
+
+
+def _add_segment_parser(commands) -> None:
+    from .segment_cli import add_parser
+
+    add_parser(commands, progress_factory=_Progress)
+
+
+def _add_fingerprint_parser(commands) -> None:
+    from .fingerprint_cli import add_parser
+
+    add_parser(commands)
 
 
 def _add_live_parser(commands) -> None:

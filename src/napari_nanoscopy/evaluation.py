@@ -37,6 +37,7 @@ from scipy import ndimage, optimize
 
 from .analysis import dice, psnr, ssim
 from .analysis.fwhm import measure_spots
+from .analysis.hallucination import cutoff_from_psf, hallucination_score
 from .errors import NanoscopyError
 from .io import read_image, read_json_object
 from .limits import check_int
@@ -45,6 +46,7 @@ MATCH_RADIUS_PX = 3.0  # TA-GAN paper: a detection within 3 pixels of a true cen
 CLOSE_NANODOMAINS_NM = 80.0  # about the STED FWHM (72 nm): pairs STED itself barely resolves
 ISOLATED_NANODOMAINS_NM = 120.0
 RL_ITERATIONS = 30
+HALLUCINATION = "hallucination"  # analysis.hallucination.hallucination_score against the target
 _PSF_RADIUS_PX = 16
 _DETECTION_THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 _DETECTION_SMOOTHING_PX = 0.75
@@ -269,7 +271,7 @@ def evaluate(
     device: str = "cpu",
     limit: int | None = None,
     richardson_lucy_baseline: bool = True,
-    segmenter=None,
+    segmenter=None, scorer=None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` (name, path or package) on the dataset folder ``data_dir``.
@@ -278,12 +280,13 @@ def evaluate(
     ``samples`` Monte-Carlo samples are averaged per image (default: each model's card); ``limit`` uses the first images only.
     ``segmenter`` (a segmentation package such as a U-Net-Live) is applied to every row's image
     and scored by Dice against the task masks: one segmenter for all rows, as the TA-GAN paper
-    scores synthetic images with a network trained on real ones.
+    scores synthetic images with a network trained on real ones (``scorer``: see :func:`scorer_dice`).
 
     A TA-GAN-Live model gets its 3-channel input as the live pipeline builds it: the confocal
     image plus the STED pixels of 1-2 cells of a 5 x 5 grid (seeded per image) and their mask.
     """
     from .inference import Restorer
+    from .segmentation import Segmenter
 
     data_dir = Path(data_dir).expanduser()
     if limit is not None:  # a negative or zero limit would slice the dataset to nothing, or from its end
@@ -295,7 +298,11 @@ def evaluate(
     segmentation_only = card.training.get("method") == "unet-live"
     others = {name: Restorer(other, device=device) for name, other in (baselines or {}).items()}
     segmenting = Restorer(segmenter, device=device) if segmenter is not None else None
-    psf = confocal_psf(manifest.get("conditions")) if richardson_lucy_baseline and not segmentation_only else None
+    scoring = Segmenter(scorer, device=device) if scorer is not None else None  # refused here, before any work
+    input_psf = confocal_psf(manifest.get("conditions")) if not segmentation_only else None
+    psf = input_psf if richardson_lucy_baseline else None
+    # a two-label target is confocal too: above the input's cut-off it holds only noise
+    cutoff = cutoff_from_psf(input_psf) if input_psf is not None and kind != "twolabel" else None
 
     images: dict[str, list[np.ndarray]] = {}
     segmentations: dict[str, list[np.ndarray]] = {}
@@ -329,17 +336,55 @@ def evaluate(
             progress(index + 1, len(items))
 
     evaluation = Evaluation(card.name, str(data_dir), kind, len(items))
-    targets = [percentile_scaled(item.target) for item in items]
-    for name, stack in images.items():
-        row = {}
-        if not segmentation_only and name != target_row:  # the target is the reference itself
-            fitted = [fit_to_reference(t, im) for t, im in zip(targets, stack)]
-            row["PSNR vs target (dB)"] = float(np.mean([psnr(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
-            row["SSIM vs target"] = float(np.mean([ssim(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
-        evaluation.rows[name] = row
+    scored = {} if segmentation_only else {name: stack for name, stack in images.items() if name != target_row}
+    _image_metrics(evaluation, images, scored, [item.target for item in items], cutoff)
+    scorer_dice(evaluation, scoring, scored, [item.target for item in items], pixel_size)
     named = card if card.task is not None else (segmenting.card if segmenting is not None else card)
     _task_metrics(evaluation, kind, items, {**images, **task_maps}, segmentations, named, pixel_size, psf)
     return evaluation
+
+
+def _image_metrics(evaluation, images, scored, targets, cutoff: float | None) -> None:
+    """A row per image stack; PSNR, SSIM and (given the input's ``cutoff``) the hallucination score for
+    the ``scored`` stacks, each mapped onto its percentile-scaled target first."""
+    targets = [percentile_scaled(target) for target in targets]
+    for name in images:
+        row = evaluation.rows[name] = {}
+        if name not in scored:  # the target is the reference itself; a segmenter's rows have no image to score
+            continue
+        fitted = [fit_to_reference(t, im) for t, im in zip(targets, scored[name])]
+        row["PSNR vs target (dB)"] = float(np.mean([psnr(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
+        row["SSIM vs target"] = float(np.mean([ssim(t, f, data_range=1.0) for t, f in zip(targets, fitted)]))
+        if cutoff is not None:  # power added above the input's cut-off, over the target's power there
+            row[HALLUCINATION] = float(np.mean([hallucination_score(f, t, cutoff) for t, f in zip(targets, fitted)]))
+    if cutoff is not None:
+        evaluation.notes["hallucination_cutoff_cycles_per_px"] = round(cutoff, 4)
+
+
+def scorer_dice(evaluation, scorer, scored, targets, pixel_size) -> None:
+    """Per class, the mean Dice between ``scorer``'s segmentation of each ``scored`` image and of its
+    real STED ``targets``: the TA-GAN paper's score of synthetic images (it used the authors' U-Net).
+
+    Each image is first mapped onto its target's intensities (the affine least-squares fit of
+    ``fit_to_reference``), so a segmenter with a fixed input scaling sees the units it was trained on.
+    """
+    if scorer is None:
+        return
+
+    def labels(image):
+        if np.ptp(image) == 0:  # a blank image shows no structure (and a percentile scaling has no range)
+            return np.zeros(image.shape[-2:], np.uint8)
+        return scorer.segment(image, pixel_size_nm=pixel_size).labels
+
+    real = [labels(target) for target in targets]
+    for name, stack in scored.items():
+        segmented = [labels(fit_to_reference(target, image)) for target, image in zip(targets, stack)]
+        for index, class_name in enumerate(scorer.class_names, start=1):
+            row = evaluation.rows.setdefault(name, {})
+            row[f"scorer Dice {class_name}"] = float(np.mean([dice(s == index, r == index) for s, r in zip(segmented, real)]))
+    card = scorer.card
+    evaluation.notes["scorer"] = {"model": card.name, "weights_sha256": card.weights_sha256,
+                                  "classes": list(scorer.class_names), "thresholds": list(scorer.thresholds)}
 
 
 def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_size, psf) -> None:

@@ -2,7 +2,8 @@
 
 A model source is a bundled model's name or a path: a napari-nanoscopy package (folder or .zip),
 a bioimage.io package (folder, .zip or its ``rdf.yaml``), a CSBDeep/CARE model folder (or its
-.zip) or a TA-GAN ``*_net_G.pth`` checkpoint. :func:`load_model` finds the format and calls its
+.zip), a TA-GAN ``*_net_G.pth`` checkpoint or a U-Net folder of Lavoie-Cardinal et al. 2020
+(``params.net``). :func:`load_model` finds the format and calls its
 loader; a .zip is extracted safely (:func:`~napari_nanoscopy.safety.extracted_zip`) and the
 folder inside it recognised like any other.
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from .errors import NanoscopyError
 from .interop.bmz import DESCRIPTION_FILES, is_bmz_package, load_bmz
 from .interop.csbdeep import CONFIG_FILE, is_csbdeep_folder, load_csbdeep
-from .interop.tagan import CHECKPOINT_SUFFIXES, load_tagan_pth
+from .interop.stedactin import WEIGHTS_FILE as UNET_WEIGHTS_FILE, is_stedactin_folder, load_stedactin
+from .interop.tagan import CHECKPOINT_SUFFIXES, load_tagan_pth, load_with_preset
 from .packages import (
     CARD_FILE,
     ModelCard,
@@ -61,6 +63,12 @@ def _load_csbdeep(folder: Path, source: str) -> ModelPackage:
     return package
 
 
+def _load_stedactin(folder: Path, source: str) -> ModelPackage:
+    package = load_stedactin(folder)
+    package.source = source
+    return package
+
+
 def _load_tagan(path: Path, source: str) -> ModelPackage:
     return load_tagan_pth(path)  # its source is the file's path
 
@@ -71,6 +79,7 @@ FORMATS: tuple[ModelFormat, ...] = (
     PACKAGE,
     ModelFormat("bioimage.io package", load_bmz, is_bmz_package, markers=DESCRIPTION_FILES, suffixes=(".yaml",)),
     ModelFormat("CSBDeep model", _load_csbdeep, is_csbdeep_folder, markers=(CONFIG_FILE,)),
+    ModelFormat("STEDActinFCN U-Net folder", _load_stedactin, is_stedactin_folder, markers=(UNET_WEIGHTS_FILE,)),
     ModelFormat("TA-GAN checkpoint", _load_tagan, suffixes=CHECKPOINT_SUFFIXES),
 )
 
@@ -80,10 +89,19 @@ def folder_format(folder: Path) -> ModelFormat | None:
     return next((fmt for fmt in FORMATS if fmt.holds_model is not None and fmt.holds_model(folder)), None)
 
 
-def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
+def load_model(path_or_name: str | os.PathLike, *, preset: str | None = None) -> ModelPackage:
     """Load a model package folder, its .zip, a bundled model by name, a TA-GAN ``.pth``, a CSBDeep
-    model folder (``config.json`` + ``weights_best.h5``) or a bioimage.io package (folder or .zip)."""
+    model folder (``config.json`` + ``weights_best.h5``) or a bioimage.io package (folder or .zip).
+
+    ``preset`` names the dataset of a TA-GAN ``*_net_G.pth`` with its ``*_net_S.pth`` (see
+    :data:`~napari_nanoscopy.interop.tagan.PRESETS`), or which published U-Net a ``params.net``
+    folder is (``axon`` or ``dendrite``, :data:`~napari_nanoscopy.interop.stedactin.PRESETS`); other
+    models refuse one."""
     text = str(path_or_name)
+    if preset is not None:
+        if is_stedactin_folder(Path(text).expanduser()):  # an authors' U-Net named axon or dendrite
+            return load_stedactin(Path(text).expanduser(), preset)
+        return load_with_preset(text, preset)
     path = Path(text).expanduser()
     if not path.exists():
         return _load_bundled(text)
@@ -98,7 +116,7 @@ def load_model(path_or_name: str | os.PathLike) -> ModelPackage:
             return fmt.load(path, str(path))
     raise NanoscopyError(
         f"{path} is not a model package: give a folder with {CARD_FILE}, its .zip, a bundled model name, "
-        "or a TA-GAN *_net_G.pth file."
+        "a TA-GAN *_net_G.pth file, a CSBDeep or bioimage.io model, or a U-Net folder with params.net."
     )
 
 

@@ -21,6 +21,7 @@ import torch
 
 from . import __version__
 from .blocks import round_up
+from .domain import DomainReport, check_frames
 from .errors import Cancelled, NanoscopyError
 from .formats import load_model
 from .limits import MAX_RESAMPLED_PIXELS, MAX_TILE, MAX_ZOOM, check_int, check_pixel_size, check_samples, check_seed
@@ -30,9 +31,10 @@ from .memory import (AVAILABLE_FRACTION, MAX_MEMORY_OVERHEAD, MIN_ACTIVATION_BYT
 from .network_runtime import (RestorationNetwork, bf16_problem, compile_problem, fold_batchnorm, has_dropout,
                               resolve_device, sampling_mode)
 from .normalisation import Normaliser
-from .packages import ModelPackage
+from .packages import ModelPackage, check_restores
 from .tile_run import FrameRun, FrameSource, resize_planes
 from .tiling import BLEND_WIDTH, MIN_TILE, auto_cores, computed_pixels, plan_axis, tile_batches
+from .uncertainty import ESTIMATOR, pooled_spread, pooling_sigma
 
 MIN_SIZE = 32  # pixels, at the model's pixel size: below this no model here has context to work with
 MC_MODES = ("dropout", "train")
@@ -59,7 +61,8 @@ class RestorationResult:
 
     ``mean`` and ``std`` have the input's leading (stack) axes, then the output channels when
     the model has more than one, then Y, X. ``std`` is the per-pixel spread of the Monte-Carlo
-    samples (``None`` for a single deterministic pass). ``task`` holds the task network's mean
+    samples (``None`` for a single deterministic pass); ``uncertainty``, the uncertainty layer, is
+    ``std`` pooled over about the STED resolution (:mod:`.uncertainty`). ``task`` holds the task network's mean
     outputs in its own units (leading axes, task channel, Y, X), ``segmentation`` their
     binarisation with the card's thresholds, ``labels`` one integer label per pixel (0 =
     background, k = task output k-1, the most confident class where several pass).
@@ -67,6 +70,7 @@ class RestorationResult:
 
     mean: np.ndarray
     std: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
     samples: np.ndarray | None = None
     task: np.ndarray | None = None
     task_samples: np.ndarray | None = None
@@ -74,6 +78,7 @@ class RestorationResult:
     labels: np.ndarray | None = None
     task_names: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    domain: DomainReport | None = None  # the image against the model's training inputs (napari_nanoscopy.domain)
 
 
 class Restorer:
@@ -96,6 +101,7 @@ class Restorer:
             raise NanoscopyError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
         self.package = model if isinstance(model, ModelPackage) else load_model(model)
         self.card = self.package.card
+        check_restores(self.card)
         self.normaliser = Normaliser.from_card(self.card)
         self.device = resolve_device(device)
         self.mc_mode = mc_mode
@@ -193,7 +199,7 @@ class Restorer:
         with self._rng(seed):
             self._restore_frames(frames, model_shape, plans, passes, batch, keep_samples, outputs, normaliser,
                                  _step_counter(total_steps, progress, should_cancel))
-        return self._result(
+        result = self._result(
             lead_shape, *outputs,
             dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=max(plans[0].core, plans[1].core),
                  batch_size=batch, zoom=factor, seed=seed, stochastic_passes=passes,
@@ -201,6 +207,10 @@ class Restorer:
                  compiled=self.compiled,
                  computed_pixels=round(computed_pixels(plans), 4)),
         )
+        if normaliser is None:  # a block of a larger image (a given normaliser) is checked by its job, whole
+            result.domain = check_frames(self.card, frames, factor)
+            result.provenance["domain"] = result.domain.to_dict()
+        return result
 
     def _restore_frames(self, frames, model_shape, plans, passes: int, batch: int, keep_samples: bool, outputs,
                         normaliser: Normaliser | None, step: Callable[[], None]) -> None:
@@ -340,7 +350,7 @@ class Restorer:
     def _check_output_memory(self, frames: int, shape: tuple[int, int], samples: int, keep_samples: bool) -> None:
         """Refuse, before allocating them, outputs larger than the memory available now."""
         kept = samples if keep_samples else 0
-        planes = self.out_channels * (1 + (samples > 1) + kept) + len(self.task_names) * (1 + kept)
+        planes = self.out_channels * (1 + 2 * (samples > 1) + kept) + len(self.task_names) * (1 + kept)  # + uncertainty
         needed = 4 * frames * planes * shape[0] * shape[1]
         available = _available_memory()
         if available is not None and needed > available:
@@ -539,6 +549,7 @@ class Restorer:
         result = RestorationResult(
             mean=shaped(mean, single),
             std=shaped(std, single),
+            uncertainty=pooled_spread(shaped(std, single), pooling_sigma(parameters["zoom"])),
             samples=shaped(sample_out, single, leading=(sample_out.shape[0],)) if sample_out is not None else None,
             task=shaped(task_mean, False),
             task_samples=(
@@ -563,18 +574,12 @@ class Restorer:
             "device": str(self.device),
             "napari_nanoscopy": __version__,
             "torch": torch.__version__,
+            **({"uncertainty": ESTIMATOR} if std is not None else {}),
             **parameters,
         }
         return result
 
 
-
-
-def restore(image: np.ndarray, model: ModelPackage | str, device: str | None = "auto", precision: str = "fp32",
-            compile: bool = False, **options) -> RestorationResult:
-    """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :class:`Restorer`
-    for ``precision`` and ``compile``, and :meth:`Restorer.restore` for the options."""
-    return Restorer(model, device=device, precision=precision, compile=compile).restore(image, **options)
 
 
 def _step_counter(total: int, progress: ProgressCallback | None,

@@ -82,12 +82,13 @@ class ImageData:
     metadata: dict
 
 
-def read_image(path, *, axes: str | None = None) -> ImageData:
+def read_image(path, *, axes: str | None = None, header_only: bool = False) -> ImageData:
     """Read the first image series of a TIFF, ImageJ hyperstack or OME-TIFF file.
 
     ``axes`` replaces the file's own axes (one letter from ``"TCZYX"`` per dimension as
     stored). See the module documentation for the axes, pixel size, channel name and
-    metadata rules.
+    metadata rules. ``header_only`` reads no pixel: ``data`` is then a read-only array of the
+    image's shape and dtype that holds no memory (every value 0), for checks before any work.
     """
     path = Path(path)
     if not path.name.lower().endswith(_TIFF_SUFFIXES):
@@ -99,7 +100,7 @@ def read_image(path, *, axes: str | None = None) -> ImageData:
         raise NanoscopyError(f"The image file {path} does not exist; check the path.")
     try:
         with tifffile.TiffFile(path) as tiff:
-            return _image_from_tiff(tiff, path, axes)
+            return _image_from_tiff(tiff, path, axes, header_only)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as error:
         raise NanoscopyError(
             f"Could not read {path} as a TIFF image ({error}); check that the file is a "
@@ -170,7 +171,7 @@ def write_image(
         ) from error
 
 
-def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None) -> ImageData:
+def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None, header_only: bool) -> ImageData:
     if not tiff.series:
         raise NanoscopyError(f"{path} contains no image data; check that it is an image file.")
     series = tiff.series[0]
@@ -183,9 +184,12 @@ def _image_from_tiff(tiff: tifffile.TiffFile, path: Path, given_axes: str | None
 
     pixel_size_nm, channel_names = tiff_calibration(tiff, path, provenance.get("channel_names"))
 
-    check_fits_in_memory(series.shape, series.dtype, path.name)
-    check_tiff_data(tiff, path)
-    data = series.asarray()
+    if header_only:  # every axis stride 0: the same reshapes and transposes, as views of one value
+        data = np.broadcast_to(np.zeros((), series.dtype), series.shape)
+    else:
+        check_fits_in_memory(series.shape, series.dtype, path.name)
+        check_tiff_data(tiff, path)
+        data = series.asarray()
     restored = _restore_written_axes(data, series, provenance.get("axes"))
     if restored is not None:
         data, axes = restored

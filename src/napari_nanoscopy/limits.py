@@ -30,16 +30,18 @@ MAX_TILE = 1 << 16  # tile and block sides, pixels
 MAX_WORKERS = 256  # processes of an embedded dask cluster
 
 
-def check_int(name: str, value, low: int, high: int, remedy: str = "") -> int:
-    """``value`` as an int, or NanoscopyError unless it is a whole number in [low, high].
+def check_int(name: str, value, low: int = 1, high: int | None = None, remedy: str = "") -> int:
+    """``value`` as an int, or NanoscopyError unless it is a whole number in [low, high] (no upper bound: None).
 
     Integral floats (``1e3``) are accepted; booleans, strings, fractions, NaN and infinity are not.
     """
     whole = (isinstance(value, Integral) and not isinstance(value, bool)) or (
         isinstance(value, float) and math.isfinite(value) and value.is_integer()
     )
-    if not whole or not low <= value <= high:
-        raise NanoscopyError(f"{name} must be a whole number from {low} to {high}, not {value!r}{_then(remedy)}")
+    if not whole or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        remedy = f"; {remedy}." if remedy else "."  # spelled out: bmz_export copies this function on its own
+        raise NanoscopyError(f"{name} must be a whole number {bounds}, not {value!r}{remedy}")
     return int(value)
 
 

@@ -33,10 +33,12 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .card import (
+    DomainFingerprint,
     GeneratorArchitecture,
     InputNormalisation,
     Normalisation,
     Section,
+    SegmenterSection,
     Task,
     TaskNetworkArchitecture,
     card_problem,
@@ -48,7 +50,7 @@ from .errors import NanoscopyError
 from .io import read_json_object
 from .outputs import StagedOutputs
 from .limits import MAX_SAMPLES, PIXEL_SIZE_RANGE_NM
-from .models import FAMILIES
+from .models import FAMILIES, SEGMENTER_FAMILIES
 from .safety import inside
 
 CARD_FILE = "model.json"
@@ -62,9 +64,11 @@ TASK_PREFIX = "task."
 class ModelCard:
     """The contents of ``model.json``; see ``docs/model-packages.md`` for every field.
 
-    ``generator``, ``normalization``, ``task`` and ``task_network`` are the typed sections of
-    :mod:`napari_nanoscopy.card`; given as plain dicts (a card made in code), they are read into
-    sections, and checked, when the card is made.
+    ``generator``, ``normalization``, ``task``, ``task_network`` and ``segmenter`` are the typed
+    sections of :mod:`napari_nanoscopy.card`; given as plain dicts (a card made in code), they are
+    read into sections, and checked, when the card is made. A model of a segmenter family
+    (``SEGMENTER_FAMILIES``) only segments: its ``segmenter`` section says how, and the
+    restoration engine refuses it.
     """
 
     name: str
@@ -83,6 +87,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
+    segmenter: SegmenterSection | None = None
+    domain: DomainFingerprint | None = None  # statistics of the training inputs (napari_nanoscopy.domain)
 
     def __post_init__(self) -> None:  # sections given as dicts (a card made in code) are read here
         fields = vars(self)
@@ -104,6 +110,9 @@ class ModelCard:
             "training": self.training,
             "metrics": self.metrics,
             "weights": {"file": WEIGHTS_FILE, "sha256": self.weights_sha256},
+            # written only when present, so that the cards of other models stay as they were
+            **({} if self.segmenter is None else {"segmenter": self.segmenter.to_dict()}),
+            **({} if self.domain is None else {"domain": self.domain.to_dict()}),
         }
 
     @classmethod
@@ -150,6 +159,8 @@ class ModelCard:
             training=dict(typed(data.get("training") or {}, dict, "training", "an object")),
             metrics=dict(typed(data.get("metrics") or {}, dict, "metrics", "an object")),
             weights_sha256=str(need(weights, "sha256", "weights.")),
+            segmenter=data.get("segmenter"),
+            domain=data.get("domain"),
         )
         # The sections are read here, so that their messages name this card's source.
         fail = card_problem(source)
@@ -176,6 +187,12 @@ class ModelCard:
             fail(f"default_samples must be a whole number from 1 to {MAX_SAMPLES}, not {shown(self.default_samples)}")
         if self.task is not None and self.task_network is None:
             fail("it describes task outputs but no architecture.task_network")
+        if (self.family in SEGMENTER_FAMILIES) != (self.segmenter is not None):
+            fail(f"a model of family '{self.family}' must {'' if self.family in SEGMENTER_FAMILIES else 'not '}"
+                 "have a segmenter section")
+        if self.segmenter is not None and max(self.segmenter.class_channels) >= len(self.output_channels):
+            fail(f"segmenter.class_channels {list(self.segmenter.class_channels)} name an output channel beyond "
+                 f"the {len(self.output_channels)} of channels.output")
 
     def input_normalizations(self) -> list[InputNormalisation]:
         """One normalisation spec per input channel (a single spec applies to all channels)."""
@@ -193,8 +210,8 @@ class ModelCard:
 def _check_fields(fail, fields: dict[str, Any]) -> None:
     """The plain fields checked before the sections are read: family, pixel size, channel names."""
     family, pixel_size_nm = fields["family"], fields["pixel_size_nm"]
-    if family not in FAMILIES:
-        fail(f"unknown family '{family}' (known: {', '.join(FAMILIES)})")
+    if family not in FAMILIES + SEGMENTER_FAMILIES:
+        fail(f"unknown family '{family}' (known: {', '.join(FAMILIES + SEGMENTER_FAMILIES)})")
     if pixel_size_nm is not None:
         check_number(fail, "pixel_size_nm", pixel_size_nm, *PIXEL_SIZE_RANGE_NM)
     check_names(fail, "channels.input", fields["input_channels"])
@@ -205,8 +222,10 @@ def _check_fields(fail, fields: dict[str, Any]) -> None:
 
 def _read_sections(fail, fields: dict[str, Any]) -> dict[str, Any]:
     """The card's sections read from ``fields`` (those already read are kept as they are)."""
-    task, task_network = fields["task"], fields["task_network"]
+    task, task_network, segmenter = fields["task"], fields["task_network"], fields["segmenter"]
     return {
+        "domain": None if fields["domain"] is None else DomainFingerprint.from_dict(fields["domain"], fail),
+        "segmenter": None if segmenter is None else SegmenterSection.from_dict(segmenter, fail),
         "generator": GeneratorArchitecture.from_dict(fields["family"], fields["generator"], fail),
         "normalization": Normalisation.from_dict(fields["normalization"], fail),
         "task": None if task is None else Task.from_dict(task, fail),
@@ -226,6 +245,16 @@ class ModelPackage:
     generator: torch.nn.Module
     task_network: torch.nn.Module | None
     source: str
+
+
+def check_restores(card: ModelCard) -> None:
+    """Refuse a segmenter-only model where an image is to be restored, saying what to run instead."""
+    if card.segmenter is not None:
+        raise NanoscopyError(
+            f"The model '{card.name}' only segments images ({', '.join(card.segmenter.classes)}) and restores nothing; "
+            "run 'napari-nanoscopy segment IMAGE OUT --model MODEL' (napari_nanoscopy.segment in Python, the Segment "
+            "widget in napari) instead."
+        )
 
 
 def sha256_of(path: Path) -> str:
@@ -299,7 +328,9 @@ def _first(names: list[str], n: int = 3) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: str,
+               described_by: str = "its card",
+               remedy: str = "the package is damaged or its model.json does not match") -> None:
     """Load a state dict strictly, turning every mismatch into one clear sentence."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
@@ -318,8 +349,8 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
         problems.append(f"mis-shaped tensors: {_first(misshaped)}")
     if problems:
         raise NanoscopyError(
-            f"The {what} weights in {source} do not fit the architecture in its card "
-            f"({'; '.join(problems)}); the package is damaged or its model.json does not match."
+            f"The {what} weights in {source} do not fit the architecture in {described_by} "
+            f"({'; '.join(problems)}); {remedy}."
         )
     module.load_state_dict(state, strict=True)
 

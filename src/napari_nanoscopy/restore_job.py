@@ -13,7 +13,9 @@ the plan and prints.
 from __future__ import annotations
 
 import json
+import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +27,11 @@ from . import io
 from .blocks import choose_block, output_shape
 from .chunked import restore_chunked
 from .errors import NanoscopyError
+from .domain import DomainReport, check_array
+from .inference import RestorationResult, Restorer
 from .lazy_tiff import LazyTiff, axes_as_stored
+from .limits import available_memory
+from .memory import PEAK_FACTOR
 from .ome_zarr import OME_ZARR_SUFFIX, OmeZarrWriter, open_ome_zarr, require_zarr
 
 MEMORY, CHUNKED = "memory", "chunked"  # the engines a job runs on
@@ -54,6 +60,7 @@ class RestoreRequest:
     compile: bool = False
     seed: int | None = None
     overwrite: bool = False
+    strict_domain: bool = False  # refuse (write nothing) when an image is outside the model's domain
     block: int | None = None
     scheduler: str | None = None
     workers: int | None = None
@@ -98,8 +105,6 @@ class RestorePlan:
 
 def plan_restore(request: RestoreRequest) -> RestorePlan:
     """Check ``request`` and plan its jobs; refuses anything wrong with one sentence, before any image is read."""
-    from .inference import Restorer
-
     single_file = not _needs_chunks_or_files(request)
     output_folders = False
     if single_file:
@@ -110,7 +115,10 @@ def plan_restore(request: RestoreRequest) -> RestorePlan:
                         compile=request.compile)
     _check_model_gives(request, restorer.card)
     if output_folders:
-        _check_output_folders(jobs)
+        check_output_folders(jobs)
+    for job in jobs:  # a channel or axes problem in the 57th image refuses the run before the first is restored
+        with _opened(request, job, header_only=True) as (data, axes, pixel, names):
+            _prepare(request, restorer, job, data, axes, pixel, names, note=None)
     return RestorePlan(request=request, restorer=restorer, jobs=tuple(jobs), single_file=single_file,
                        output_folders=output_folders)
 
@@ -163,7 +171,7 @@ def _file_jobs(request: RestoreRequest) -> tuple[list[ImageJob], bool]:
     into_folders = len(sources) > 1 or any(ch in text for ch in "*?[") or (
         Path(text).expanduser().is_dir() and not text.rstrip("/").endswith(OME_ZARR_SUFFIX))
     if into_folders:
-        folder = _output_folder(request)
+        folder = output_folder(request)
         named = [(source, _outputs_in_folders(request, folder, source)) for source in sources]
     else:
         named = [(sources[0], _named_outputs(request))]
@@ -183,7 +191,7 @@ def _file_jobs(request: RestoreRequest) -> tuple[list[ImageJob], bool]:
     return jobs, into_folders
 
 
-def _output_folder(request: RestoreRequest) -> Path:
+def output_folder(request: RestoreRequest) -> Path:
     """The folder of the restored images of several inputs (made when the run starts)."""
     folder = Path(str(request.output)).expanduser()
     if folder.exists() and not folder.is_dir():
@@ -195,10 +203,10 @@ def _output_folder(request: RestoreRequest) -> Path:
 
 def _outputs_in_folders(request: RestoreRequest, folder: Path, source: Path) -> dict[str, Path]:
     zarr_out = _is_zarr(source)
-    outputs = {"restored": folder / _output_name(source, "_restored", zarr_out)}
+    outputs = {"restored": folder / output_name(source, "_restored", zarr_out)}
     for key, where in (("uncertainty", request.uncertainty), ("segmentation", request.segmentation)):
         if where:
-            outputs[key] = Path(where).expanduser() / _output_name(source, f"_{key}", zarr_out)
+            outputs[key] = Path(where).expanduser() / output_name(source, f"_{key}", zarr_out)
     return outputs
 
 
@@ -225,7 +233,8 @@ def _check_model_gives(request: RestoreRequest, card) -> None:
         raise NanoscopyError(_UNCERTAINTY_NEEDS_SAMPLES)
 
 
-def _check_output_folders(jobs) -> None:
+def check_output_folders(jobs) -> None:
+    """Refuse output folders of several inputs that cannot be made when the run starts."""
     for job in jobs:
         for path in job.outputs.values():
             if not path.parent.parent.is_dir():
@@ -253,7 +262,8 @@ def expand_inputs(text: str) -> list[Path]:
     return images
 
 
-def _output_name(source: Path, suffix_text: str, zarr_out: bool) -> str:
+def output_name(source: Path, suffix_text: str, zarr_out: bool) -> str:
+    """An output's name in a folder: ``source``'s name without its image suffix, then ``suffix_text`` and the suffix."""
     name = source.name
     for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif", OME_ZARR_SUFFIX):
         if name.lower().endswith(ending):
@@ -304,46 +314,51 @@ def _job_progress(bar, number: int, jobs: int, own_steps: bool):
     return progress
 
 
-def _run_job(plan: RestorePlan, job: ImageJob, progress, note) -> list[Path]:
-    """Restore one image with its engine and publish all its outputs or none."""
-    request, restorer = plan.request, plan.restorer
-    lazy = None
+@contextmanager
+def _opened(request: RestoreRequest, job: ImageJob, header_only: bool = False):
+    """The image of ``job`` as its engine reads it: (data, axes, pixel size, channel names).
+
+    OME-Zarr and chunked TIFFs are read block by block anyway; ``header_only`` reads no pixel of
+    an in-memory TIFF either (its data is then a shape-only stand-in).
+    """
     if _is_zarr(job.source):
         zarr_image = open_ome_zarr(job.source)
         axes = axes_as_stored(request.axes, zarr_image.array.shape, zarr_image.axes, job.source.name)
-        data, pixel, names = zarr_image.array, zarr_image.pixel_size_nm, zarr_image.channel_names
+        yield zarr_image.array, axes, zarr_image.pixel_size_nm, zarr_image.channel_names
     elif job.engine == CHUNKED:  # a TIFF read tile by tile, never whole
-        lazy = LazyTiff(job.source, axes=request.axes)
-        data, axes, pixel, names = lazy.array, lazy.axes, lazy.pixel_size_nm, lazy.channel_names
+        with LazyTiff(job.source, axes=request.axes) as lazy:
+            yield lazy.array, lazy.axes, lazy.pixel_size_nm, lazy.channel_names
     else:
-        loaded = io.read_image(job.source, axes=request.axes)
-        data, axes, pixel, names = loaded.data, loaded.axes, loaded.pixel_size_nm, loaded.channel_names
+        loaded = io.read_image(job.source, axes=request.axes, header_only=header_only)
+        yield loaded.data, loaded.axes, loaded.pixel_size_nm, loaded.channel_names
+
+
+def _run_job(plan: RestorePlan, job: ImageJob, progress, note) -> list[Path]:
+    """Restore one image with its engine and publish all its outputs or none."""
+    request, restorer = plan.request, plan.restorer
     staged = io.StagedOutputs(overwrite=request.overwrite)  # every output of this image, published together
     try:
-        image = _prepare(plan, job, data, axes, pixel, names, note)
-        if job.engine == MEMORY:
-            arrays, provenance = _restore_in_memory(plan, job, image, progress)
-        else:
-            arrays, provenance = _restore_in_blocks(plan, job, image, staged, progress)
-        write_outputs(staged, job, image, arrays, provenance, restorer)
+        with _opened(request, job) as (data, axes, pixel, names):
+            image = _prepare(request, restorer, job, data, axes, pixel, names, note)
+            domain_report = _check_domain(request, restorer, job, image, note)
+            if job.engine == MEMORY:
+                arrays, provenance = _restore_in_memory(plan, job, image, progress)
+            else:
+                arrays, provenance = _restore_in_blocks(plan, job, image, staged, progress)
+            provenance.setdefault("domain", domain_report.to_dict())
+            write_outputs(staged, job, image, arrays, provenance, restorer)
     except BaseException:
         staged.discard()
         raise
-    finally:
-        if lazy is not None:
-            lazy.close()
     return staged.publish()
 
 
-def _prepare(plan: RestorePlan, job: ImageJob, data, axes: str, pixel, names, note) -> _OpenImage:
+def _prepare(request: RestoreRequest, restorer: Restorer, job: ImageJob, data, axes: str, pixel, names,
+             note) -> _OpenImage:
     """The channel the model takes, the pixel size (noting an assumed one) and the output axes."""
-    request, restorer = plan.request, plan.restorer
     card = restorer.card
     data, axes, chosen = input_channel(restorer, data, axes, names, request.channel, job.source.name)
-    pixel = request.pixel_size if request.pixel_size is not None else pixel
-    if pixel is None and card.pixel_size_nm is not None and note is not None:
-        note(f"{job.source.name} records no usable pixel size (none, zero, negative or not a number); assuming the "
-             f"model's {card.pixel_size_nm:g} nm (give --pixel-size to resample).")
+    pixel = pixel_size_to_use(request.pixel_size, pixel, card.pixel_size_nm, job.source.name, note)
     if job.engine == CHUNKED and restorer.in_channels > 1 and (len(axes) < 3 or axes[-3] != "C"):
         raise NanoscopyError(f"{job.source.name} has axes {axes}; this model needs its channels on the axis before Y, X.")
     stack_axes = "".join(a for a in axes[:-2] if a != "C" or restorer.in_channels == 1)
@@ -353,12 +368,24 @@ def _prepare(plan: RestorePlan, job: ImageJob, data, axes: str, pixel, names, no
                       chosen=MappingProxyType(chosen), stack_axes=stack_axes, restored_axes=restored_axes)
 
 
+def _check_domain(request: RestoreRequest, restorer: Restorer, job: ImageJob, image: _OpenImage, note) -> DomainReport:
+    """The image against the model's training inputs, before any restoration: a warning when it is
+    outside them, a refusal with ``strict_domain``."""
+    channel_axis = image.axes.index("C") if "C" in image.axes and restorer.in_channels > 1 else None
+    report = check_array(restorer.card, image.data, channel_axis, restorer.zoom_factor(image.pixel_size_nm))
+    if report.flagged and request.strict_domain:
+        raise NanoscopyError(f"{job.source.name}: {report.message[:-1]}; nothing was written (--strict-domain).")
+    if report.flagged and note is not None:
+        note(f"warning: {job.source.name}: {report.message}")
+    return report
+
+
 def _restore_in_memory(plan: RestorePlan, job: ImageJob, image: _OpenImage, progress):
     request, restorer = plan.request, plan.restorer
     channel_axis = image.axes.index("C") if "C" in image.axes and restorer.in_channels > 1 else None
-    result = restorer.restore(image.data, pixel_size_nm=image.pixel_size_nm, channel_axis=channel_axis,
-                              samples=request.samples, tile_size=request.tile, seed=request.seed, progress=progress)
-    arrays = {"restored": result.mean, "uncertainty": result.std, "segmentation": result.labels}
+    result = restore_array(restorer, image.data, pixel_size_nm=image.pixel_size_nm, channel_axis=channel_axis,
+                           samples=request.samples, tile_size=request.tile, seed=request.seed, progress=progress)
+    arrays = {"restored": result.mean, "uncertainty": result.uncertainty, "segmentation": result.labels}
     return arrays, {"input": str(job.source), **image.chosen, **result.provenance}
 
 
@@ -377,7 +404,7 @@ def _restore_in_blocks(plan: RestorePlan, job: ImageJob, image: _OpenImage, stag
     for key, writer in writers.items():  # record the provenance before committing
         group = zarr.open_group(str(writer.staging), mode="a")
         group.attrs["napari_nanoscopy"] = json.loads(json.dumps(
-            {**provenance, "content": {"restored": "restored", "uncertainty": "MC-dropout std",
+            {**provenance, "content": {"restored": "restored", "uncertainty": "pooled MC-dropout std",
                                        "segmentation": "labels"}[key]}, default=str))
     return {key: sink for key, sink in sinks.items() if key not in writers}, provenance
 
@@ -433,8 +460,8 @@ def write_outputs(staged, job: ImageJob, image: _OpenImage, arrays: Mapping[str,
             axes, content = image.stack_axes + "YX", {str(i + 1): name for i, name in enumerate(task_names)}
             channel_names = [f"segmentation ({', '.join(task_names)})"]
         elif key == "uncertainty":
-            axes, content = image.restored_axes, "MC-dropout std"
-            channel_names = [f"{name} uncertainty (MC-dropout std)" for name in card.output_channels]
+            axes, content = image.restored_axes, "pooled MC-dropout std"
+            channel_names = [f"{name} uncertainty (pooled MC-dropout std)" for name in card.output_channels]
         else:
             axes, content, channel_names = image.restored_axes, "restored", list(card.output_channels)
         io.write_image(staged.stage(path), data, pixel_size_nm=image.out_pixel_size_nm, axes=axes,
@@ -442,7 +469,75 @@ def write_outputs(staged, job: ImageJob, image: _OpenImage, arrays: Mapping[str,
                        metadata={"content": content, **provenance})
 
 
-# --- the channel a model takes -------------------------------------------------------------------
+# --- an array already open: a napari layer, numpy, dask or zarr ----------------------------------
+
+
+def restore(image, model, device: str | None = "auto", precision: str = "fp32", compile: bool = False,
+            **options) -> RestorationResult:
+    """Restore ``image`` with ``model`` (a package, a path or a bundled name); see :class:`Restorer`
+    for ``precision`` and ``compile``, and :func:`restore_array` for the options."""
+    return restore_array(Restorer(model, device=device, precision=precision, compile=compile), image, **options)
+
+
+def restore_array(restorer: Restorer, data, *, pixel_size_nm: float | None = None, channel_axis: int | None = None,
+                  samples: int | None = None, tile_size: int | None = None, seed: int | None = None,
+                  progress=None, should_cancel=None, **options) -> RestorationResult:
+    """Restore an array already open (numpy, or lazy: dask, zarr, a napari layer's data) with its engine.
+
+    In memory (:meth:`Restorer.restore`; ``options`` go to it) unless the array is lazy and too
+    large to restore whole in the memory available now; then block by block
+    (:func:`~napari_nanoscopy.chunked.restore_chunked`, which reads a few blocks at a time and
+    does not resample) into arrays on the input's grid. ``provenance["engine"]`` says which.
+    """
+    if array_engine(data, restorer) == MEMORY:
+        result = restorer.restore(np.asarray(data), pixel_size_nm=pixel_size_nm, channel_axis=channel_axis,
+                                  samples=samples, tile_size=tile_size, seed=seed, progress=progress,
+                                  should_cancel=should_cancel, **options)
+        result.provenance["engine"] = MEMORY
+        return result
+    if options:
+        raise NanoscopyError(f"{', '.join(sorted(options))} need the image in memory, and this one is too large to "
+                             "restore whole; restore it without them.")
+    domain = check_array(restorer.card, data, channel_axis, restorer.zoom_factor(pixel_size_nm))  # a few windows read
+    if channel_axis is not None and channel_axis % data.ndim != data.ndim - 3:  # the blocks take C before Y, X
+        import dask.array as da
+
+        data = da.moveaxis(da.asarray(data), channel_axis, -3)
+    sinks = output_shape(restorer.package, data.shape)
+    labels_shape = sinks[: len(sinks) - (3 if restorer.out_channels > 1 else 2)] + sinks[-2:]
+    wants_std = (restorer.card.default_samples if samples is None else samples) > 1 and restorer.stochastic
+    chunked = restore_chunked(
+        restorer, data, np.zeros(sinks, np.float32), std_out=np.zeros(sinks, np.float32) if wants_std else None,
+        labels_out=np.zeros(labels_shape, np.uint8) if restorer.card.task else None, pixel_size_nm=pixel_size_nm,
+        samples=samples, seed=seed, tile_size=tile_size, progress=progress, should_cancel=should_cancel,
+    )
+    return RestorationResult(mean=chunked.mean, uncertainty=chunked.std, labels=chunked.labels,
+                             task_names=list(restorer.card.task.outputs) if restorer.card.task else [], domain=domain,
+                             provenance={**chunked.provenance, "engine": CHUNKED, "domain": domain.to_dict()})
+
+
+def array_engine(data, restorer: Restorer) -> str:
+    """MEMORY for a numpy array or a lazy one that fits; CHUNKED for a lazy array too large to restore whole."""
+    if isinstance(data, np.ndarray):
+        return MEMORY
+    available = available_memory()
+    needed = PEAK_FACTOR * math.prod(int(n) for n in data.shape) * 4  # as float32, with outputs and activations
+    return CHUNKED if available is not None and needed > available else MEMORY
+
+
+# --- the pixel size and the channel a model takes -----------------------------------------------
+
+
+def pixel_size_to_use(given: float | None, recorded: float | None, model_pixel: float | None, name: str,
+                      note: Callable[[str], None] | None) -> float | None:
+    """The pixel size an image is restored or segmented at: the one given, else the file's; ``note`` is told
+    when neither is there and the model's is assumed."""
+    pixel = given if given is not None else recorded
+    if pixel is None and model_pixel is not None and note is not None:
+        note(f"{name} records no usable pixel size (none, zero, negative or not a number); assuming the "
+             f"model's {model_pixel:g} nm (give --pixel-size to resample).")
+    return pixel
+
 
 
 def input_channel(restorer, data, axes: str, channel_names, channel, what: str) -> tuple[Any, str, dict]:

@@ -72,7 +72,7 @@ def load_sample(key: str) -> list[tuple]:
             data = data.astype("int32")
             classes = {int(k): str(v) for k, v in (entry.get("classes") or {}).items()}
             if classes:  # class names show in the status bar, colours as in Restore's segmentation
-                from .restore import class_colormap
+                from ._results import class_colormap
 
                 top = max(max(classes), int(data.max()))
                 kwargs["features"] = {"index": list(range(top + 1)),

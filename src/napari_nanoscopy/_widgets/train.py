@@ -35,7 +35,7 @@ from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm,
                       show_progress)
 from ._plot import PlotWidget
 from ._registry import REGISTRY
-from .restore import device_choices
+from ._model_job import device_choices
 
 FAMILY_NOTES = {
     "l2l": "label2label / CARE U-Net: input → target, no discriminator (fast; good first choice)",

@@ -18,6 +18,7 @@ What it writes must load back with :func:`.bmz.load_bmz`.
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from .. import __version__
 from ..card import Fixed, MeanStd, MinMax, NoNormalisation, Percentile
 from ..errors import NanoscopyError
 from ..formats import load_model
+from ..limits import check_int
 from ..models import paper_defaults, task_network_defaults
 from ..packages import ModelPackage, package_state, sha256_of, staged_output
 from .bmz import CONFIG_KEY, EPS, load_bmz
@@ -111,8 +113,10 @@ def architecture_source() -> str:
     models = Path(__file__).resolve().parents[1] / "models"
     parts = [
         f'"""PyTorch architectures of napari-nanoscopy {__version__} (BSD-3-Clause), copied for bioimage.io."""\n',
-        "import torch\nimport torch.nn.functional as F\nfrom numbers import Integral, Real\nfrom torch import nn\n\n\n",
-        "class NanoscopyError(ValueError):\n    pass\n",
+        "import math\nimport torch\nimport torch.nn.functional as F\nfrom numbers import Integral, Real\n"
+        "from torch import nn\n\n\n",
+        "class NanoscopyError(ValueError):\n    pass\n\n\n",
+        inspect.getsource(check_int),  # the models' argument check lives in limits
     ]
     for name in _ARCHITECTURE_MODULES:
         text = (models / name).read_text(encoding="utf-8")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import NanoscopyError
+from .fcn_unet import FCNUNet
 from .l2l import CAREUNet
 from .tagan import PatchDiscriminator, ResnetGenerator, UnetGenerator
 from .tcan import TCANGenerator
@@ -27,6 +28,9 @@ FAMILIES = ("tagan", "tagan-live", "tcan", "wang", "l2l")
 # million): beyond it a model card or checkpoint is malformed, not a model to run on a laptop.
 MAX_PARAMETERS = 250_000_000
 TASK_NETWORKS = ("resnet6", "unet128")
+# Families of networks that only segment (no restoration, not trained here): the generator slot
+# of their card holds the segmenting network, and their card has a ``segmenter`` section.
+SEGMENTER_FAMILIES = ("fcn-unet",)
 
 _GENERATORS = {
     "tagan": (ResnetGenerator, dict(in_channels=1, out_channels=1, ngf=64, n_blocks=9, dropout=0.5)),
@@ -60,6 +64,11 @@ _GENERATORS = {
     ),
 }
 
+_SEGMENTERS = {
+    # Lavoie-Cardinal et al. 2020: 2**4 = 16 filters, depth 4, two output channels.
+    "fcn-unet": (FCNUNet, dict(in_channels=1, out_channels=2, number_filter=4, depth=4)),
+}
+
 # TA-GAN's discriminator is conditional: it sees (generator input, image) stacked on channels.
 _DISCRIMINATORS = {
     "tagan": (PatchDiscriminator, dict(in_channels=1 + 1, ndf=64, n_layers=3)),
@@ -90,6 +99,12 @@ def build_generator(family: str, **kwargs) -> nn.Module:
     """The generator of ``family``; ``kwargs`` override the paper defaults."""
     cls, defaults = _lookup(_GENERATORS, family, "model family", FAMILIES)
     return _build(cls, defaults, kwargs, f"The {family} generator")
+
+
+def build_segmenter(family: str, **kwargs) -> nn.Module:
+    """The network of a segmenter-only ``family``; ``kwargs`` override the published defaults."""
+    cls, defaults = _lookup(_SEGMENTERS, family, "segmenter family", SEGMENTER_FAMILIES)
+    return _build(cls, defaults, kwargs, f"The {family} segmenter")
 
 
 def build_discriminator(family: str, **kwargs) -> nn.Module:

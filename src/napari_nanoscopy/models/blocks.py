@@ -1,6 +1,6 @@
-"""Pieces shared by the model families: argument checks and the papers' conv block."""
+"""Pieces shared by the model families: size bounds, the dropout check and the papers' conv block."""
 
-from numbers import Integral, Real
+from numbers import Real
 
 from torch import nn
 
@@ -16,15 +16,6 @@ MAX_WIDTH = 1024  # channels in or out, and of the first level (ngf, base_filter
 MAX_REPEATS = 64  # residual blocks, groups, convolutions per level
 MAX_LEVELS = 10  # down-sampling levels of a U-Net or a discriminator
 MAX_KERNEL = 15
-
-
-def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise NanoscopyError if it is not an integer in [minimum, maximum]."""
-    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise NanoscopyError(f"{name} must be an integer {bounds}, not {value!r}.")
-    return int(value)
 
 
 def check_dropout(value) -> float:

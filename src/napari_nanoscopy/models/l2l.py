@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NanoscopyError
-from .blocks import MAX_KERNEL, MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout, check_int
+from ..limits import check_int
+from .blocks import MAX_KERNEL, MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout
 
 
 class CAREConv(nn.Module):
@@ -47,12 +48,12 @@ class CAREUNet(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        self.out_channels = check_int("out_channels", out_channels, maximum=MAX_WIDTH)
-        base_filters = check_int("base_filters", base_filters, maximum=MAX_WIDTH)
-        depth = check_int("depth", depth, maximum=MAX_LEVELS)
-        kernel_size = check_int("kernel_size", kernel_size, maximum=MAX_KERNEL)
-        convs_per_level = check_int("convs_per_level", convs_per_level, maximum=MAX_REPEATS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        self.out_channels = check_int("out_channels", out_channels, high=MAX_WIDTH)
+        base_filters = check_int("base_filters", base_filters, high=MAX_WIDTH)
+        depth = check_int("depth", depth, high=MAX_LEVELS)
+        kernel_size = check_int("kernel_size", kernel_size, high=MAX_KERNEL)
+        convs_per_level = check_int("convs_per_level", convs_per_level, high=MAX_REPEATS)
         self.dropout = check_dropout(dropout)
         if kernel_size % 2 == 0:
             raise NanoscopyError(f"kernel_size must be odd, as CSBDeep requires, not {kernel_size}.")

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..errors import NanoscopyError
-from .blocks import MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout, check_int
+from ..limits import check_int
+from .blocks import MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout
 
 
 class ResnetBlock(nn.Module):
@@ -55,10 +56,10 @@ class ResnetGenerator(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        self.out_channels = check_int("out_channels", out_channels, maximum=MAX_WIDTH)
-        ngf = check_int("ngf", ngf, maximum=MAX_WIDTH)
-        n_blocks = check_int("n_blocks", n_blocks, minimum=0, maximum=MAX_REPEATS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        self.out_channels = check_int("out_channels", out_channels, high=MAX_WIDTH)
+        ngf = check_int("ngf", ngf, high=MAX_WIDTH)
+        n_blocks = check_int("n_blocks", n_blocks, low=0, high=MAX_REPEATS)
         self.dropout = check_dropout(dropout)
 
         layers = [
@@ -166,10 +167,10 @@ class UnetGenerator(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        self.out_channels = check_int("out_channels", out_channels, maximum=MAX_WIDTH)
-        ngf = check_int("ngf", ngf, maximum=MAX_WIDTH)
-        n_down = check_int("n_down", n_down, minimum=2, maximum=MAX_LEVELS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        self.out_channels = check_int("out_channels", out_channels, high=MAX_WIDTH)
+        ngf = check_int("ngf", ngf, high=MAX_WIDTH)
+        n_down = check_int("n_down", n_down, low=2, high=MAX_LEVELS)
         self.dropout = check_dropout(dropout)
         if self.dropout > 0 and n_down < 6:
             raise NanoscopyError(
@@ -209,9 +210,9 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 2, ndf: int = 64, n_layers: int = 3):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        ndf = check_int("ndf", ndf, maximum=MAX_WIDTH)
-        n_layers = check_int("n_layers", n_layers, maximum=MAX_LEVELS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        ndf = check_int("ndf", ndf, high=MAX_WIDTH)
+        n_layers = check_int("n_layers", n_layers, high=MAX_LEVELS)
 
         layers = [nn.Conv2d(in_channels, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         width = ndf

@@ -10,7 +10,8 @@ reach, i.e. the reach with the attention weights held fixed.
 import torch
 from torch import nn
 
-from .blocks import LEAKY_SLOPE, MAX_REPEATS, MAX_WIDTH, check_dropout, check_int, conv3x3, conv_lrelu
+from ..limits import check_int
+from .blocks import LEAKY_SLOPE, MAX_REPEATS, MAX_WIDTH, check_dropout, conv3x3, conv_lrelu
 from .wang import ResidualUNet
 
 # DFCAN: exponent on the spectrum magnitude (boosts high frequencies) and channel reduction.
@@ -113,12 +114,12 @@ class TCANGenerator(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        self.out_channels = check_int("out_channels", out_channels, maximum=MAX_WIDTH)
-        base_filters = check_int("base_filters", base_filters, maximum=MAX_WIDTH)
-        dfcan_filters = check_int("dfcan_filters", dfcan_filters, maximum=MAX_WIDTH)
-        n_groups = check_int("n_groups", n_groups, maximum=MAX_REPEATS)
-        n_fcab = check_int("n_fcab", n_fcab, maximum=MAX_REPEATS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        self.out_channels = check_int("out_channels", out_channels, high=MAX_WIDTH)
+        base_filters = check_int("base_filters", base_filters, high=MAX_WIDTH)
+        dfcan_filters = check_int("dfcan_filters", dfcan_filters, high=MAX_WIDTH)
+        n_groups = check_int("n_groups", n_groups, high=MAX_REPEATS)
+        n_fcab = check_int("n_fcab", n_fcab, high=MAX_REPEATS)
         self.dropout = check_dropout(dropout)
 
         self.stem = nn.Sequential(*conv_lrelu(in_channels, base_filters))

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NanoscopyError
-from .blocks import LEAKY_SLOPE, MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout, check_int, conv3x3, conv_lrelu
+from ..limits import check_int
+from .blocks import LEAKY_SLOPE, MAX_LEVELS, MAX_REPEATS, MAX_WIDTH, check_dropout, conv3x3, conv_lrelu
 
 
 class ResidualDownBlock(nn.Module):
@@ -49,10 +50,10 @@ class ResidualUNet(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        self.out_channels = check_int("out_channels", out_channels, maximum=MAX_WIDTH)
-        base_filters = check_int("base_filters", base_filters, maximum=MAX_WIDTH)
-        depth = check_int("depth", depth, maximum=MAX_LEVELS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        self.out_channels = check_int("out_channels", out_channels, high=MAX_WIDTH)
+        base_filters = check_int("base_filters", base_filters, high=MAX_WIDTH)
+        depth = check_int("depth", depth, high=MAX_LEVELS)
         self.dropout = check_dropout(dropout)
         if base_filters < in_channels:
             raise NanoscopyError(
@@ -106,10 +107,10 @@ class ClassifierDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 1, ndf: int = 32, n_blocks: int = 5, n_fc: int = 2):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, maximum=MAX_WIDTH)
-        ndf = check_int("ndf", ndf, maximum=MAX_WIDTH)
-        n_blocks = check_int("n_blocks", n_blocks, maximum=MAX_REPEATS)
-        n_fc = check_int("n_fc", n_fc, maximum=MAX_LEVELS)
+        self.in_channels = check_int("in_channels", in_channels, high=MAX_WIDTH)
+        ndf = check_int("ndf", ndf, high=MAX_WIDTH)
+        n_blocks = check_int("n_blocks", n_blocks, high=MAX_REPEATS)
+        n_fc = check_int("n_fc", n_fc, high=MAX_LEVELS)
 
         layers = conv_lrelu(in_channels, ndf)
         width = ndf

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import NanoscopyError
-from ..limits import MAX_SEED
+from ..limits import MAX_SEED, check_int
 
 # Bounds of the training numbers, far above any recipe here (3000-9000 steps, 64-256 px patches,
 # batches of 1-16): beyond them a value is a typo that would train for months or exhaust memory.
@@ -170,6 +170,7 @@ FAMILIES: dict[str, FamilySettings] = {
     ),
 }
 TRAINING_FAMILIES = tuple(FAMILIES)
+FROZEN_TASK_FAMILIES = ("tagan", "tagan-live")  # whose generator a frozen segmenting model can score
 
 
 def family_settings(family: str) -> FamilySettings:
@@ -244,6 +245,10 @@ class TrainingConfig:
     init_from: str | Path | None = field(default=None, metadata=_option(
         "fine-tune MODEL (a bundled model name, package folder or .zip of the same family): the "
         "networks take its architecture and start from its weights", metavar="MODEL"))
+    task_network: str | Path | None = field(default=None, metadata=_option(
+        "tagan and tagan-live: train the generator against this frozen segmenting MODEL's segmentation of the real "
+        "STED (an authors' U-Net folder, unet-live-factin, a TA-GAN with its task network), as TA-GAN Live is "
+        "trained, instead of training a task network on task/ masks", metavar="MODEL"))
     generator_kwargs: dict[str, Any] | None = None
     discriminator_kwargs: dict[str, Any] | None = None
     task: TaskOptions | Mapping[str, Any] | None = None
@@ -255,15 +260,13 @@ class TrainingConfig:
     checkpoint_every: int = field(default=500, metadata={"bounds": (1, None)})
 
     def __post_init__(self) -> None:
-        from ..models.blocks import check_int  # imports PyTorch
-
         settings = family_settings(self.family)
         defaults = {"patch": settings.patch, "batch": settings.batch}
         for name in ("steps", "patch", "batch", "checkpoint_every", "seed"):
             value = getattr(self, name)
             low, high = bounds(name)
             value = defaults[name] if value is None and name in defaults else value
-            object.__setattr__(self, name, check_int(name, value, minimum=low, maximum=high))
+            object.__setattr__(self, name, check_int(name, value, low, high))
         lr = settings.lr if self.lr is None else self.lr
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1:
             raise NanoscopyError(f"The learning rate must be a number between 0 and 1, not {lr!r}.")
@@ -273,7 +276,24 @@ class TrainingConfig:
         if task and settings.task_network is None:
             raise NanoscopyError(f"The {self.family} family trains no task network; leave task empty.")
         object.__setattr__(self, "task", task)
+        self._check_frozen_task_network()
         object.__setattr__(self, "out_path", Path(self.out_path).expanduser())
+
+    def _check_frozen_task_network(self) -> None:
+        if self.task_network is None:
+            return
+        if self.family not in FROZEN_TASK_FAMILIES:
+            raise NanoscopyError(
+                f"A frozen task network scores the generator of {' and '.join(FROZEN_TASK_FAMILIES)}; {self.family} "
+                "has none it scores, so drop task_network (--task-network)."
+            )
+        if self.task:
+            raise NanoscopyError(
+                f"task_network {self.task_network} replaces the task network and its options; drop the task options "
+                f"({', '.join(sorted(self.task.given()))})."
+            )
+        if not str(self.task_network).strip():
+            raise NanoscopyError("task_network is empty; give a segmenting model (a bundled name, package or folder).")
 
     @property
     def settings(self) -> FamilySettings:
@@ -306,6 +326,7 @@ class TrainingConfig:
             steps=record["steps"], patch=record["patch"], batch=record["batch"], seed=record["seed"],
             generator_kwargs=None if family == "unet-live" else dict(card.generator.kwargs),
             discriminator_kwargs=discriminator or None, task=task, loss=record["loss"],
+            task_network=(record.get("task_network") or {}).get("source"),
             lr=rates["task" if family == "unet-live" else "generator"],
             normalization={k: v for k, v in spec.items() if k != "range"},
         )

@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import NanoscopyError
 from ..formats import load_model
 from ..inference import sampling_mode
+from ..segmentation import Segmenter
 from .config import FamilySettings, TaskOptions
 
 # Dice-calibrated thresholds are searched on this grid of tanh outputs (the paper found -0.53).
@@ -35,6 +36,55 @@ class TaskSetup:
     scaling: dict[str, Any] | None  # raw task map -> tanh range, when known before reading the data
     source: str | None  # the pretrained package
     pretrained_card: dict[str, Any] | None  # the pretrained package's task description
+    # A frozen segmenting model (``task_network=MODEL``): its record for the trained card. Such a
+    # network only scores the generator in training; the package does not carry it.
+    frozen_model: dict[str, Any] | None = None
+
+    @property
+    def in_package(self) -> bool:
+        """Whether the trained package carries this task network (a frozen segmenting model it does not)."""
+        return self.frozen_model is None
+
+
+class FrozenSegmenter(nn.Module):
+    """A segmenting model (:class:`~napari_nanoscopy.segmentation.Segmenter`) as a frozen task
+    network: images on the tanh generators' [-1, 1] scale in, class probabilities out, differentiable.
+
+    Its network is a submodule, so moving, freezing and checkpointing this module act on it.
+    """
+
+    size_multiple = 1  # probabilities_unit pads to its network's multiple itself
+    in_channels = 1
+    receptive_radius = 0  # not tiled: it scores whole training patches
+    dropout = 0.0
+
+    def __init__(self, segmenter):
+        super().__init__()
+        self.segmenter = segmenter
+        package = segmenter.package
+        # A segmenter-only model runs its generator slot; a package with a task network, that network.
+        self.network = package.generator if package.card.segmenter is not None else package.task_network
+        self.out_channels = len(segmenter.class_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.segmenter.probabilities_unit((x + 1) / 2)
+
+
+def frozen_segmenter_setup(model: str, device: torch.device) -> TaskSetup:
+    """The task of a run whose generator is trained against a frozen segmenting ``model``'s
+    segmentation of the real STED (TA-GAN Live's way), with the model's record for the card
+    (the config has checked the family and that no other task options are given)."""
+    segmenter = Segmenter(model, device=str(device))
+    card = segmenter.card
+    return TaskSetup(
+        kind="frozen segmenter", kwargs={"weights_sha256": card.weights_sha256}, network=FrozenSegmenter(segmenter),
+        trained=False, outputs=list(segmenter.class_names), thresholds=list(segmenter.thresholds),
+        threshold_method=f"from the frozen task network {model}", scaling=None, source=str(model),
+        pretrained_card=None,
+        frozen_model={"source": str(model), "name": card.name, "family": card.family,
+                      "weights_sha256": card.weights_sha256, "classes": list(segmenter.class_names),
+                      "probability_thresholds": list(segmenter.thresholds), "card": card.to_dict()},
+    )
 
 
 def task_setup(family: str, settings: FamilySettings, options: TaskOptions | None) -> TaskSetup | None:

@@ -25,6 +25,7 @@ from ..errors import Cancelled, NanoscopyError
 from ..formats import load_model
 from ..inference import has_dropout, resolve_device, sampling_mode
 from ..models import build_discriminator, build_generator, build_task_network, paper_defaults
+from ..fingerprint import training_fingerprint
 from ..packages import ModelCard, save_model
 from .checkpoints import CHECKPOINT_FILE, Checkpoint, checkpoint_folder, load_checkpoint, save_checkpoint
 from .config import TaskOptions, TrainingConfig, family_settings
@@ -39,7 +40,7 @@ from .steps import (
     init_glorot,
     init_pix2pix,
 )
-from .tasks import CALIBRATION_IMAGES, calibrate_thresholds, task_setup
+from .tasks import CALIBRATION_IMAGES, calibrate_thresholds, frozen_segmenter_setup, task_setup
 
 TANH_RANGE = (-1.0, 1.0)
 UNIT_RANGE = (0.0, 1.0)
@@ -163,8 +164,10 @@ class _Run:
         self.task_from_source = False
         if self.source is not None:
             discriminator_kwargs = self._source_discriminator(discriminator_kwargs)
-            task_options = self._source_task_options(task_options, init_from)
-        self.task = task_setup(family, settings, task_options)
+            if config.task_network is None:  # a frozen segmenting model replaces the source's task network
+                task_options = self._source_task_options(task_options, init_from)
+        self.task = (task_setup(family, settings, task_options) if config.task_network is None
+                     else frozen_segmenter_setup(config.task_network, device))
         if self.task_from_source:  # the task maps are scaled as the source's task network learnt them
             self.task.scaling = (self.source.card.task or {}).get("target_normalization")
 
@@ -184,7 +187,7 @@ class _Run:
             normalization=self.spec,
             need_input=family != "unet-live",
             need_task=self.task is not None and self.task.trained,
-            use_task=self.task is not None,
+            use_task=self.task is not None and self.task.in_package,
             input_channels=1 if family == "tagan-live" else (None if family == "unet-live" else self.generator.in_channels),
             target_channels=self.generator.out_channels,
             task_channels=self._task_channels(),
@@ -478,8 +481,9 @@ class _Run:
         session_time = time.perf_counter() - started
         steps_per_s = (steps - first_step) / session_time if steps > first_step else None
         card = self._card(history, wall_before + session_time, steps_per_s)
+        card.domain = training_fingerprint(card, self.data.folder)  # the domain check's reference (docs/domain.md)
         generator = self.generator.cpu()
-        task_network = self.task.network.cpu() if self.task is not None else None
+        task_network = self.task.network.cpu() if self.task is not None and self.task.in_package else None
         return save_model(self.config.out_path, card, generator, task_network)
 
     def _card(self, history, wall_time_s, steps_per_s) -> ModelCard:
@@ -528,12 +532,14 @@ class _Run:
             "numpy_version": np.__version__,
         }
         task_card, task_network_card = None, None
-        if self.task is not None:
+        if self.task is not None and not self.task.in_package:  # it scored the generator; the package lacks it
+            training["task_network"] = self.task.frozen_model
+        elif self.task is not None:
             task_card = self._task_card()
             task_network_card = {"kind": self.task.kind, "kwargs": self.task.kwargs}
             if self.task.source is not None:
                 training["task_network_source"] = self.task.source
-        stochastic = has_dropout(self.generator) or (self.task is not None and has_dropout(self.task.network))
+        stochastic = has_dropout(self.generator) or (task_network_card is not None and has_dropout(self.task.network))
         base_name = out_path.name[: -len(".zip")] if out_path.name.lower().endswith(".zip") else out_path.name
         return ModelCard(
             name=options.name or base_name,
