@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from napari_nanoscopy.segmentation import Segmenter, can_segment
 from napari_nanoscopy.training import TRAINING_FAMILIES
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN"
-pytestmark = pytest.mark.skipif(not (REAL / "reference_predictions.npz").is_file(), reason="STEDActinFCN data absent")
+needs_real = pytest.mark.skipif(not (REAL / "reference_predictions.npz").is_file(), reason="STEDActinFCN data absent")
 # folder -> key prefix of its images in reference_predictions.npz
 NETWORKS = {"axon": "STEDActinAxonFCN", "dendrite": "STEDActinDendriteFCN"}
 
@@ -39,6 +38,7 @@ def _max_difference(model, kind: str) -> float:
     return worst
 
 
+@needs_real
 @pytest.mark.parametrize("kind", sorted(NETWORKS))
 def test_published_folder_reproduces_the_authors_predictions(kind):
     package = load_model(REAL / kind / "network")
@@ -46,6 +46,7 @@ def test_published_folder_reproduces_the_authors_predictions(kind):
     assert _max_difference(package, kind) <= 1e-4
 
 
+@needs_real
 @pytest.mark.parametrize("kind", sorted(NETWORKS))
 def test_imported_package_loads_and_reproduces(kind, tmp_path, capsys):
     out = tmp_path / f"{kind}.zip"
@@ -54,6 +55,7 @@ def test_imported_package_loads_and_reproduces(kind, tmp_path, capsys):
     assert _max_difference(str(out), kind) <= 1e-4
 
 
+@needs_real
 def test_card_records_architecture_scaling_and_thresholds():
     dendrite, axon = (load_model(REAL / kind / "network").card for kind in ("dendrite", "axon"))
     for card in (dendrite, axon):
@@ -69,15 +71,20 @@ def test_card_records_architecture_scaling_and_thresholds():
     assert axon.training["trainer_params"]["size"] == 128
 
 
+@needs_real
 def test_restorer_refuses_a_segmenter_and_points_to_segment():
     with pytest.raises(NanoscopyError, match="only segments images.*napari-nanoscopy segment"):
         Restorer(load_model(REAL / "axon" / "network"))
 
 
 def _folder_with(tmp_path, **files) -> Path:
+    """A U-Net folder in the authors' layout (their architecture and key names, seeded weights) and ``files``."""
+    from napari_nanoscopy.models.fcn_unet import FCNUNet
+
     folder = tmp_path / "net"
     folder.mkdir()
-    shutil.copy(REAL / "axon" / "network" / "params.net", folder / "params.net")
+    torch.manual_seed(0)
+    torch.save(FCNUNet(in_channels=1, out_channels=2, number_filter=4, depth=4).state_dict(), folder / "params.net")
     for name, data in files.items():
         (folder / name.replace("_pkl", ".pkl").replace("_net", ".net")).write_bytes(data)
     return folder
@@ -115,6 +122,7 @@ def test_weights_with_a_payload_are_refused_without_running(tmp_path):
         assert not marker.exists()
 
 
+@needs_real
 def test_unpublished_weights_need_a_preset(tmp_path):
     state = torch.load(REAL / "axon" / "network" / "params.net", map_location="cpu", weights_only=True)
     state["output_conv.bias"] = state["output_conv.bias"] + 1.0
@@ -134,7 +142,7 @@ def test_architecture_comes_from_shapes_and_is_cross_checked(tmp_path):
     with pytest.raises(NanoscopyError, match="gives depth = 5 but params.net has 4"):
         load_model(folder)
     os.remove(folder / "params_trainer.pkl")  # optional: the shapes alone give the architecture
-    assert load_model(folder).generator.depth == 4
+    assert load_model(folder, preset="axon").generator.depth == 4
     torch.save({"conv.weight": torch.zeros(2, 2, 3, 3)}, folder / "params.net")
     with pytest.raises(NanoscopyError, match="has no tensor 'input_conv.conv.0.weight'"):
         load_model(folder)
@@ -147,6 +155,7 @@ def test_not_a_model_message_lists_the_unet_folder(tmp_path):
         load_model(stray)
 
 
+@needs_real
 @pytest.mark.parametrize("kind", sorted(NETWORKS))
 def test_segment_command_reproduces_the_authors_predictions(kind, tmp_path):
     references = np.load(REAL / "reference_predictions.npz")
@@ -160,6 +169,7 @@ def test_segment_command_reproduces_the_authors_predictions(kind, tmp_path):
     assert tifffile.imread(labels).shape == reference.shape[-2:]
 
 
+@needs_real
 def test_segmenter_section_is_checked_when_a_package_is_read(tmp_path):
     import json
 

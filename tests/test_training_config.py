@@ -185,3 +185,15 @@ def test_the_train_widget_takes_its_choices_ranges_and_defaults_from_the_config(
     built = widget.config(tmp_path / "pairs", tmp_path / "model", resume=False)
     assert (built.family, built.patch, built.batch, built.steps) == ("wang", 64, 12, widget.steps_box.value())
     assert built.checkpoint_every == 500 and built.init_from is None
+
+
+@pytest.mark.parametrize("family, change, message", [
+    ("l2l", {"generator_kwargs": {"bogus": 1}}, "The l2l generator has no argument 'bogus'; its arguments are: in_channels"),
+    ("l2l", {"generator_kwargs": {"depth": 10**6}}, "depth must be a whole number from 1 to 10, not 1000000."),
+    ("tagan", {"discriminator_kwargs": {"ndf": "x"}}, "ndf must be a whole number from 1 to 1024, not 'x'."),
+])
+def test_network_arguments_are_checked_when_the_settings_are_built(family, change, message, tmp_path):
+    """Before any data is read (the data folder here does not exist)."""
+    with pytest.raises(NanoscopyError) as refused:
+        TrainingConfig(family=family, data_dir=tmp_path / "missing", out_path=tmp_path / "out", steps=1, **change)
+    assert message in str(refused.value)

@@ -130,7 +130,21 @@ def _lookup(table: dict, name: str, what: str, choices: tuple) -> tuple:
     return table[name]
 
 
+def check_arguments(family: str, generator=None, discriminator=None) -> None:
+    """Refuse, before any work, arguments that ``family``'s generator or discriminator does not take,
+    values its builder refuses, or sizes beyond :data:`MAX_PARAMETERS` (nothing is allocated)."""
+    if generator:
+        _checked(*_lookup(_GENERATORS, family, "model family", FAMILIES), dict(generator), f"The {family} generator")
+    if discriminator and family in _DISCRIMINATORS:
+        _checked(*_DISCRIMINATORS[family], dict(discriminator), f"The {family} discriminator")
+
+
 def _build(cls: type, defaults: dict, kwargs: dict, what: str) -> nn.Module:
+    return cls(**_checked(cls, defaults, kwargs, what))
+
+
+def _checked(cls: type, defaults: dict, kwargs: dict, what: str) -> dict:
+    """The builder's arguments: ``kwargs`` over ``defaults``, checked by building on the meta device."""
     accepted = list(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
@@ -147,4 +161,4 @@ def _build(cls: type, defaults: dict, kwargs: dict, what: str) -> nn.Module:
             f"{what} ({given}) would have {size / 1e6:,.0f} million parameters, more than the "
             f"{MAX_PARAMETERS / 1e6:,.0f} million this builds; give it smaller sizes."
         )
-    return cls(**arguments)
+    return arguments

@@ -276,6 +276,9 @@ class TrainingConfig:
         if task and settings.task_network is None:
             raise NanoscopyError(f"The {self.family} family trains no task network; leave task empty.")
         object.__setattr__(self, "task", task)
+        from ..models import check_arguments  # imports PyTorch
+
+        check_arguments(settings.package_family, self.generator_kwargs, self.discriminator_kwargs)
         self._check_frozen_task_network()
         object.__setattr__(self, "out_path", Path(self.out_path).expanduser())
 
