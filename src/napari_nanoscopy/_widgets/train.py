@@ -3,6 +3,8 @@
 Training runs ``napari_nanoscopy.training.train`` in a worker thread; *Start from* fine-tunes a
 model (its architecture and weights). *Stop* writes a checkpoint (``<output>.checkpoint/``) and
 *Resume* continues it exactly. The finished package is added to every *Restore* widget's model list.
+For the families that take one, *Task network* picks a frozen segmenting model that scores the
+generator instead of a task network trained on task labels (``TrainingConfig.task_network``).
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import NanoscopyError
-from ..training import TRAINING_FAMILIES, TrainingConfig, family_settings
-from ..training.config import bounds
+from ..training import TRAINING_FAMILIES, TrainingConfig, command_line_options, family_settings
+from ..training.config import FROZEN_TASK_FAMILIES, bounds
 from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info,
                       show_progress)
 from ._plot import PlotWidget
@@ -39,13 +44,14 @@ from ._model_job import device_choices
 
 FAMILY_NOTES = {
     "l2l": "label2label / CARE U-Net: input → target, no discriminator (fast; good first choice)",
-    "tagan": "TA-GAN: GAN + task network; needs a task layer (segmentation of the target)",
-    "tagan-live": "TA-GAN Live: confocal + STED patches; needs a task layer",
+    "tagan": "TA-GAN: GAN + task network; needs a task layer (segmentation of the target) or a frozen task network",
+    "tagan-live": "TA-GAN Live: confocal + STED patches; needs a task layer or a frozen task network",
     "unet-live": "U-Net-Live: segmentation of target images; needs a task layer",
     "pix2pix": "pix2pix baseline (TA-GAN generator, pixel loss)",
     "tcan": "TCAN: residual U-Net + Fourier channel attention, classifier GAN",
     "wang": "Wang et al. 2019: residual U-Net GAN",
 }
+NO_TASK_NETWORK = "none (train the family's own)"
 PAIRS_SUFFIX = ".pairs"  # layer pairs are written beside the output, so that a resumed run finds them
 
 
@@ -107,6 +113,7 @@ class TrainWidget(QWidget):
 
         self._build_source(napari_viewer)
         output_row = self._build_settings()
+        task_network_row = self._build_task_network()
 
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
@@ -126,6 +133,7 @@ class TrainWidget(QWidget):
         form.addRow(self.source_pages)
         form.addRow("Family", self.family_combo)
         form.addRow("", self.family_note)
+        form.addRow(self.task_network_label, task_network_row)
         form.addRow("Start from", self.start_combo)
         form.addRow("Steps", self.steps_box)
         form.addRow("Patch", self.patch_box)
@@ -148,6 +156,7 @@ class TrainWidget(QWidget):
         self.resume_button.clicked.connect(lambda: self.train(resume=True))
         self.stop_button.clicked.connect(self.stop)
         self._family_changed(self.family_combo.currentText())
+        self._list_task_networks()
         REGISTRY.added.connect(self._registry_added)
         self.destroyed.connect(lambda *_: REGISTRY.added.disconnect(self._registry_added))
         inputs = [l for l in self.input_combo.layers() if (l.metadata or {}).get("role") == "input"]
@@ -225,6 +234,33 @@ class TrainWidget(QWidget):
         output_row.addWidget(browse_output)
         return output_row
 
+    def _build_task_network(self) -> QWidget:
+        """The frozen task network row (shown for the families that take one); returns the row."""
+        self.task_network_label = QLabel("Task network")
+        self.task_network_combo = QComboBox()
+        self.task_network_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.task_network_combo.setMinimumContentsLength(14)
+        # The command line's help for the same setting (train --task-network).
+        self.task_network_combo.setToolTip(next(option.help for option in command_line_options()
+                                                if option.name == "task_network"))
+        self._opened_task_networks: list[str] = []  # paths picked with Open…, listed after the known models
+        open_button = QToolButton()
+        open_button.setText("Open…")
+        open_button.setToolTip("Add a segmenting model as task network: an authors' U-Net folder (params.net), "
+                               "a package folder or .zip with a task network, or a TA-GAN *_net_G.pth")
+        open_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(open_button)
+        menu.addAction("Model folder (U-Net params.net, package)…", self._open_task_network_folder)
+        menu.addAction("Model file (.zip, TA-GAN .pth)…", self._open_task_network_file)
+        open_button.setMenu(menu)
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.task_network_combo, 1)
+        layout.addWidget(open_button)
+        self.task_network_row = row
+        return row
+
     # -- settings ----------------------------------------------------------------------------
 
     def _family_changed(self, family: str) -> None:
@@ -239,16 +275,23 @@ class TrainWidget(QWidget):
         self.batch_box.setValue(0)
         self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults.paper}.")
         self._list_start_models(family)
+        for widget in (self.task_network_label, self.task_network_row):
+            widget.setVisible(family in FROZEN_TASK_FAMILIES)
 
-    def _list_start_models(self, family: str) -> None:
-        """Offer the bundled and session models that ``family`` can fine-tune (trained by that family)."""
+    @staticmethod
+    def _bundled_cards() -> list:
+        """The bundled models' cards; none (with a notification) when one cannot be read."""
         from ..formats import list_models
 
         try:
-            cards = [(card.name, card) for card in list_models()]
+            return list_models()
         except Exception as error:  # a damaged bundled card must not take the widget down
             notify_error(error, "Listing the bundled models")
-            cards = []
+            return []
+
+    def _list_start_models(self, family: str) -> None:
+        """Offer the bundled and session models that ``family`` can fine-tune (trained by that family)."""
+        cards = [(card.name, card) for card in self._bundled_cards()]
         chosen = self.start_combo.currentText()
         listed = {self.start_combo.itemText(index) for index in range(self.start_combo.count())}
         self.start_combo.clear()
@@ -260,9 +303,60 @@ class TrainWidget(QWidget):
             chosen = ""  # a listed model of the previous family; a typed path stays
         self.start_combo.setCurrentText(chosen)
 
+    def _list_task_networks(self, select: str | None = None) -> None:
+        """Offer the models that segment, as the Segment widget lists them (bundled, then this session's),
+        then the folders and files picked with Open…; keep the choice, or select ``select``."""
+        from ..segmentation import can_segment
+
+        combo = self.task_network_combo
+        chosen = combo.currentData() if select is None else select
+        entries = [(NO_TASK_NETWORK, None)]
+        entries += [(card.name, card.name) for card in self._bundled_cards() if can_segment(card)]
+        entries += [(f"{card.name} ({Path(path).name})", path) for path, card in REGISTRY.items() if can_segment(card)]
+        listed = {source for _, source in entries}
+        entries += [(path, path) for path in self._opened_task_networks if path not in listed]
+        combo.blockSignals(True)
+        combo.clear()
+        for label, source in entries:
+            combo.addItem(label, source)
+            combo.setItemData(combo.count() - 1, source or NO_TASK_NETWORK, Qt.ItemDataRole.ToolTipRole)
+        combo.setCurrentIndex(max(0, combo.findData(chosen)))
+        combo.blockSignals(False)
+
+    def select_task_network(self, source: str | None) -> bool:
+        """Select the task network ``source`` (a listed model's name or path; None: train the family's own)."""
+        index = self.task_network_combo.findData(source)
+        if index >= 0:
+            self.task_network_combo.setCurrentIndex(index)
+        return index >= 0
+
+    def task_network(self) -> str | None:
+        """The frozen task network the run uses: None unless the family takes one and one is chosen."""
+        if self.family_combo.currentText() not in FROZEN_TASK_FAMILIES:
+            return None
+        return self.task_network_combo.currentData()
+
+    def add_task_network(self, path) -> None:
+        """List a model folder or file picked with Open… and select it (training says if it cannot segment)."""
+        path = str(Path(path).expanduser().resolve())  # as the session registry keys its models
+        if path not in self._opened_task_networks:
+            self._opened_task_networks.append(path)
+        self._list_task_networks(select=path)
+
+    def _open_task_network_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a segmenting model folder (U-Net params.net, package)")
+        if path:
+            self.add_task_network(path)
+
+    def _open_task_network_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a segmenting model", "", "Models (*.zip *.pth *.pt);;All files (*)")
+        if path:
+            self.add_task_network(path)
+
     def _registry_added(self, _path: str) -> None:
         try:
             self._list_start_models(self.family_combo.currentText())
+            self._list_task_networks()
         except RuntimeError:  # this widget's Qt side is gone
             REGISTRY.added.disconnect(self._registry_added)
 
@@ -296,6 +390,7 @@ class TrainWidget(QWidget):
             patch=self.patch_box.value() or None, batch=self.batch_box.value() or None,
             device=self.device_combo.currentText(), resume=resume, name=self.name_edit.text().strip() or None,
             init_from=self.start_combo.currentText().strip() or None, checkpoint_every=max(1, min(500, steps // 4)),
+            task_network=self.task_network(),
         )
 
     # -- running -----------------------------------------------------------------------------
