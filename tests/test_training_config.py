@@ -122,7 +122,8 @@ def test_reading_the_config_does_not_load_pytorch():
 def test_the_command_line_options_are_the_config_fields(tmp_path):
     options = {option.flag: option for option in command_line_options()}
     assert list(options) == ["--data", "--out", "--steps", "--patch", "--batch", "--device", "--seed", "--resume",
-                             "--init-from", "--task-network"]
+                             "--init-from", "--task-network", "--domain-b"]
+    assert options["--data"].aliases == ("--domain-a",)  # tagan-cycle's domain A folder
     assert [flag for flag, option in options.items() if option.required] == ["--data", "--out", "--steps"]
     args = cli.build_parser().parse_args(["train", "tcan", "--data", "d", "--out", str(tmp_path / "m"), "--steps", "1e3",
                                           "--seed", "7", "--resume", "--init-from", "tcan-beads"])

@@ -1,7 +1,7 @@
 """napari-nanoscopy: deep-learning restoration and model-assisted live STED for fluorescence nanoscopy.
 
 The public Python API is ``load_model``, ``save_model``, ``restore``, ``Restorer``, ``segment``,
-``Segmenter`` and ``NanoscopyError``. They are imported lazily so that napari can read this plugin's manifest
+``Segmenter``, ``translate`` and ``NanoscopyError``. They are imported lazily so that napari can read this plugin's manifest
 without loading PyTorch.
 """
 
@@ -19,6 +19,7 @@ _LAZY = {
     "segment": "segmentation",
     "Segmenter": "segmentation",
     "SegmentationResult": "segmentation",
+    "translate": "translation",
     "NanoscopyError": "errors",
     "Cancelled": "errors",
 }

@@ -479,6 +479,39 @@ def _whole(fail: Fail, where: str, value, low: int = 1, high: int = 1 << 16) -> 
     return value
 
 
+# --- a translation model's second generator ----------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CycleSection(Section):
+    """A TA-CycleGAN's two domains and its second generator: the package's generator translates
+    ``domain_a`` into ``domain_b`` (the default direction), ``reverse_generator`` (an architecture
+    of the card's family) translates back; its weights carry the ``reverse_generator.`` prefix."""
+
+    domain_a: str
+    domain_b: str
+    reverse_generator: GeneratorArchitecture
+
+    @classmethod
+    def from_dict(cls, family: str, data, fail: Fail) -> CycleSection:
+        if isinstance(data, CycleSection):
+            return data
+        if not isinstance(data, Mapping) or not isinstance(data.get("domains"), Mapping):
+            fail(f"cycle must be an object with domains (a, b) and a reverse_generator, not {shown(data)}")
+        domains = check_names(fail, "cycle.domains", [data["domains"].get("a"), data["domains"].get("b")])
+        reverse = data.get("reverse_generator", {})
+        if not isinstance(reverse, Mapping) or not all(isinstance(key, str) for key in reverse):
+            fail(f"cycle.reverse_generator must be an object of the generator's arguments, not {shown(reverse)}")
+        section = cls(domain_a=domains[0], domain_b=domains[1],
+                      reverse_generator=GeneratorArchitecture(family=family, kwargs=copy.deepcopy(dict(reverse))))
+        section._keep(data)
+        return section
+
+    def _fields_json(self) -> dict[str, Any]:
+        return {"domains": {"a": self.domain_a, "b": self.domain_b},
+                "reverse_generator": dict(self.reverse_generator.kwargs)}
+
+
 # --- domain fingerprint ------------------------------------------------------------------------
 
 MAX_DOMAIN_FEATURES = 64  # a whitening matrix of at most 64 x 64 numbers in model.json

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order here is the order `--help` lists the commands in.
-    for add_command in (_add_restore_parser, _add_segment_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
+    for add_command in (_add_restore_parser, _add_segment_parser, _add_translate_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
                         _add_import_unet_parser,
                         _add_evaluate_parser, _add_fingerprint_parser, _add_export_bmz_parser, _add_live_parser,
                         _add_bench_parser,
@@ -282,7 +282,7 @@ def _add_simulate_parser(commands) -> None:
 
 
 def _add_train_parser(commands) -> None:
-    from .training import TRAINING_FAMILIES, command_line_options
+    from .training import ALL_TRAINING_FAMILIES, command_line_options
 
     train = commands.add_parser(
         "train",
@@ -290,12 +290,12 @@ def _add_train_parser(commands) -> None:
         description="Train FAMILY on the pairs in --data (input/NAME.tif, target/NAME.tif, optional task/NAME.tif; "
         "see docs/training.md) and write a model package to --out. Defaults follow the family's paper.",
     )
-    train.add_argument("family", choices=TRAINING_FAMILIES)
+    train.add_argument("family", choices=ALL_TRAINING_FAMILIES)
     for option in command_line_options():  # derived from TrainingConfig's fields
         if option.kind == "switch":
             train.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
             continue
-        train.add_argument(option.flag, dest=option.name, metavar=option.metavar, required=option.required,
+        train.add_argument(option.flag, *option.aliases, dest=option.name, metavar=option.metavar, required=option.required,
                            default=option.default, type=whole_number if option.kind == "whole number" else None,
                            help=option.help)
     train.set_defaults(handler=_train)
@@ -365,6 +365,12 @@ def _add_export_bmz_parser(commands) -> None:
 
 def _add_segment_parser(commands) -> None:
     from .segment_cli import add_parser
+
+    add_parser(commands, progress_factory=_Progress)
+
+
+def _add_translate_parser(commands) -> None:
+    from .translate_cli import add_parser
 
     add_parser(commands, progress_factory=_Progress)
 

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .card import (
+    CycleSection,
     DomainFingerprint,
     GeneratorArchitecture,
     InputNormalisation,
@@ -58,6 +59,7 @@ WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
 GENERATOR_PREFIX = "generator."
 TASK_PREFIX = "task."
+REVERSE_PREFIX = "reverse_generator."  # a translation model's B -> A generator (card.cycle)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class ModelCard:
     format_version: int = FORMAT_VERSION
     segmenter: SegmenterSection | None = None
     domain: DomainFingerprint | None = None  # statistics of the training inputs (napari_nanoscopy.domain)
+    cycle: CycleSection | None = None  # a translation model (TA-CycleGAN): its domains and B -> A generator
 
     def __post_init__(self) -> None:  # sections given as dicts (a card made in code) are read here
         fields = vars(self)
@@ -113,6 +116,7 @@ class ModelCard:
             # written only when present, so that the cards of other models stay as they were
             **({} if self.segmenter is None else {"segmenter": self.segmenter.to_dict()}),
             **({} if self.domain is None else {"domain": self.domain.to_dict()}),
+            **({} if self.cycle is None else {"cycle": self.cycle.to_dict()}),
         }
 
     @classmethod
@@ -161,6 +165,7 @@ class ModelCard:
             weights_sha256=str(need(weights, "sha256", "weights.")),
             segmenter=data.get("segmenter"),
             domain=data.get("domain"),
+            cycle=data.get("cycle"),
         )
         # The sections are read here, so that their messages name this card's source.
         fail = card_problem(source)
@@ -225,6 +230,7 @@ def _read_sections(fail, fields: dict[str, Any]) -> dict[str, Any]:
     task, task_network, segmenter = fields["task"], fields["task_network"], fields["segmenter"]
     return {
         "domain": None if fields["domain"] is None else DomainFingerprint.from_dict(fields["domain"], fail),
+        "cycle": None if fields["cycle"] is None else CycleSection.from_dict(fields["family"], fields["cycle"], fail),
         "segmenter": None if segmenter is None else SegmenterSection.from_dict(segmenter, fail),
         "generator": GeneratorArchitecture.from_dict(fields["family"], fields["generator"], fail),
         "normalization": Normalisation.from_dict(fields["normalization"], fail),
@@ -245,6 +251,7 @@ class ModelPackage:
     generator: torch.nn.Module
     task_network: torch.nn.Module | None
     source: str
+    reverse_generator: torch.nn.Module | None = None  # a translation model's B -> A generator (card.cycle)
 
 
 def check_restores(card: ModelCard) -> None:
@@ -381,19 +388,46 @@ def load_package_folder(folder: Path, source: str) -> ModelPackage:
     except (SafetensorError, OSError, ValueError) as error:
         raise NanoscopyError(f"The weights file in {source} cannot be read as safetensors ({error}).") from None
     generator, task_network = build_modules(card)
+    reverse = None
+    if card.cycle is not None:  # its tensors are taken out first; split_state refuses any left over
+        reverse = build_reverse_generator(card)
+        reverse_state = {key[len(REVERSE_PREFIX):]: tensors.pop(key) for key in list(tensors) if key.startswith(REVERSE_PREFIX)}
+        load_state(reverse, reverse_state, "reverse (B -> A) generator", source)
+        reverse.eval()
     generator_state, task_state = split_state(tensors, with_task=task_network is not None)
     load_state(generator, generator_state, "generator", source)
     if task_network is not None:
         load_state(task_network, task_state, "task network", source)
         task_network.eval()
     generator.eval()
-    return ModelPackage(card=card, generator=generator, task_network=task_network, source=source)
+    return ModelPackage(card=card, generator=generator, task_network=task_network, source=source, reverse_generator=reverse)
 
 
-def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+def build_reverse_generator(card: ModelCard) -> torch.nn.Module:
+    """The B -> A generator a translation model's card describes; it maps the output channels back to the input ones."""
+    try:
+        reverse = card.cycle.reverse_generator.build()
+    except NanoscopyError as error:
+        raise NanoscopyError(
+            f"The model card of '{card.name}' describes a reverse generator that cannot be built "
+            f"({str(error).rstrip('.')}); the package is malformed, fix cycle.reverse_generator in model.json."
+        ) from None
+    if (reverse.in_channels, reverse.out_channels) != (len(card.output_channels), len(card.input_channels)):
+        raise NanoscopyError(
+            f"The reverse generator of '{card.name}' maps {reverse.in_channels} to {reverse.out_channels} channel(s) but "
+            f"must map the {len(card.output_channels)} output channel(s) back to the {len(card.input_channels)} input "
+            "one(s); fix cycle.reverse_generator in model.json."
+        )
+    return reverse
+
+
+def package_state(generator: torch.nn.Module, task_network: torch.nn.Module | None,
+                  reverse_generator: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     tensors = {GENERATOR_PREFIX + k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     if task_network is not None:
         tensors.update({TASK_PREFIX + k: v.detach().cpu().contiguous() for k, v in task_network.state_dict().items()})
+    if reverse_generator is not None:
+        tensors.update({REVERSE_PREFIX + k: v.detach().cpu().contiguous() for k, v in reverse_generator.state_dict().items()})
     return tensors
 
 
@@ -423,10 +457,12 @@ def save_model(
     generator: torch.nn.Module,
     task_network: torch.nn.Module | None = None,
     overwrite: bool = False,
+    reverse_generator: torch.nn.Module | None = None,
 ) -> ModelCard:
     """Write a model package folder (or ``.zip``) atomically and return the card as written.
 
     Nothing appears at ``path`` until the package is complete; a failure leaves no partial package.
+    A translation model (``card.cycle``) also stores its B -> A ``reverse_generator``.
     """
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
@@ -436,11 +472,13 @@ def save_model(
     card = copy.deepcopy(card)
     card.validate(str(target))
     build_modules(card)  # the card must describe these networks, or loading would fail later
+    if (card.cycle is None) != (reverse_generator is None):
+        raise NanoscopyError("A translation model needs both a cycle section in its card and a reverse generator; give both or neither.")
     card.training.setdefault("napari_nanoscopy_version", __version__)
     card.training.setdefault("torch_version", torch.__version__)
 
     with staged_output(target, overwrite) as staging:
-        save_file(package_state(generator, task_network), str(staging / WEIGHTS_FILE))
+        save_file(package_state(generator, task_network, reverse_generator), str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
         load_package_folder(staging, str(target))  # what we wrote must load back

@@ -1,4 +1,4 @@
-"""Training of every model family on paired image folders, with exact resume.
+"""Training of every model family on paired image folders (tagan-cycle: two unpaired ones), with exact resume.
 
 ``train(TrainingConfig(family, data_dir, out_path, steps=...))``, or the same settings as
 ``train(family, data_dir, out_path, steps=...)``, is the entry point; see docs/training.md.
@@ -6,7 +6,7 @@ The names below are imported lazily, so that reading ``TRAINING_FAMILIES`` or th
 settings (the command line's choices and options) does not load PyTorch.
 """
 
-from .config import TRAINING_FAMILIES, TaskOptions, TrainingConfig, command_line_options, family_settings
+from .config import ALL_TRAINING_FAMILIES, TRAINING_FAMILIES, UNPAIRED_FAMILIES, TaskOptions, TrainingConfig, command_line_options, family_settings
 
 _LAZY = {
     "checkpoint_folder": "checkpoints",
@@ -18,7 +18,7 @@ _LAZY = {
     "training_defaults": "trainers",
 }
 
-__all__ = ["TRAINING_FAMILIES", "TaskOptions", "TrainingConfig", "command_line_options", "family_settings", *_LAZY]
+__all__ = ["ALL_TRAINING_FAMILIES", "TRAINING_FAMILIES", "UNPAIRED_FAMILIES", "TaskOptions", "TrainingConfig", "command_line_options", "family_settings", *_LAZY]
 
 
 def __getattr__(name):

@@ -76,6 +76,16 @@ class PixelWeightLoss(LossSettings):
 
 
 @dataclass(frozen=True)
+class CycleLoss(LossSettings):
+    """TA-CycleGAN: GAN loss each way + ``cycle_weight`` x the L1 of each cycle's reconstruction +
+    ``task_weight`` x the MSE between the frozen task network's segmentations of real A and of its reconstruction."""
+
+    WEIGHTS: ClassVar[tuple[str, ...]] = ("cycle_weight", "task_weight")
+    cycle_weight: float = 10.0
+    task_weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class SegmentationLoss(LossSettings):
     """U-Net-Live: class-weighted MSE; ``class_weights`` (one per task output, checked once the
     data says how many) default to 1 each."""
@@ -168,9 +178,17 @@ FAMILIES: dict[str, FamilySettings] = {
         lr_discriminator=2e-4, loss=PixelWeightLoss(), lr_decay=True, task_network=None,
         input_name="confocal", output_name="STED",
     ),
+    # TA-CycleGAN (REFERENCE.md): 224-px patches, batch 1; its task network is always a frozen segmenting model.
+    "tagan-cycle": FamilySettings(
+        package_family="tagan", paper=_TAGAN_PAPER + ", TA-CycleGAN", patch=224, batch=1, **_TAGAN_OPTIMISER,
+        lr_discriminator=2e-4, loss=CycleLoss(), lr_decay=True, task_network=None,
+        input_name="domain A", output_name="domain B",
+    ),
 }
-TRAINING_FAMILIES = tuple(FAMILIES)
-FROZEN_TASK_FAMILIES = ("tagan", "tagan-live")  # whose generator a frozen segmenting model can score
+UNPAIRED_FAMILIES = ("tagan-cycle",)  # trained on two unpaired image folders (data_dir: domain A, domain_b)
+TRAINING_FAMILIES = tuple(family for family in FAMILIES if family not in UNPAIRED_FAMILIES)  # on pairs
+ALL_TRAINING_FAMILIES = TRAINING_FAMILIES + UNPAIRED_FAMILIES  # the train command's choices
+FROZEN_TASK_FAMILIES = ("tagan", "tagan-live")  # whose generator a frozen segmenting model can score (on pairs)
 
 
 def family_settings(family: str) -> FamilySettings:
@@ -215,9 +233,10 @@ class TaskOptions:
 # --- the run's configuration ---------------------------------------------------------------
 
 
-def _option(help: str, *, flag: str | None = None, bounds: tuple[int, int] | None = None, metavar: str | None = None):
-    """Field metadata: the command-line help (and flag, metavar) and, for whole numbers, the bounds."""
-    return {"help": help, "flag": flag, "bounds": bounds, "metavar": metavar}
+def _option(help: str, *, flag: str | None = None, bounds: tuple[int, int] | None = None, metavar: str | None = None,
+            aliases: tuple[str, ...] = ()):
+    """Field metadata: the command-line help (and flag, its aliases, metavar) and, for whole numbers, the bounds."""
+    return {"help": help, "flag": flag, "bounds": bounds, "metavar": metavar, "aliases": aliases}
 
 
 @dataclass(frozen=True)
@@ -231,7 +250,8 @@ class TrainingConfig:
     """
 
     family: str
-    data_dir: str | Path = field(metadata=_option("dataset folder", flag="--data"))
+    data_dir: str | Path = field(metadata=_option("dataset folder (tagan-cycle: the folder of domain A images)",
+                                                  flag="--data", aliases=("--domain-a",)))
     out_path: str | Path = field(metadata=_option("model package folder (or .zip) to write", flag="--out"))
     _: KW_ONLY
     steps: int = field(metadata=_option("optimisation steps", bounds=(1, MAX_STEPS)))
@@ -248,7 +268,10 @@ class TrainingConfig:
     task_network: str | Path | None = field(default=None, metadata=_option(
         "tagan and tagan-live: train the generator against this frozen segmenting MODEL's segmentation of the real "
         "STED (an authors' U-Net folder, unet-live-factin, a TA-GAN with its task network), as TA-GAN Live is "
-        "trained, instead of training a task network on task/ masks", metavar="MODEL"))
+        "trained, instead of training a task network on task/ masks; tagan-cycle (required): the segmenter of "
+        "domain A whose segmentation the cycle keeps", metavar="MODEL"))
+    domain_b: str | Path | None = field(default=None, metadata=_option(
+        "tagan-cycle: the folder of domain B images (unpaired with domain A, unannotated)", metavar="DIR"))
     generator_kwargs: dict[str, Any] | None = None
     discriminator_kwargs: dict[str, Any] | None = None
     task: TaskOptions | Mapping[str, Any] | None = None
@@ -280,12 +303,27 @@ class TrainingConfig:
 
         check_arguments(settings.package_family, self.generator_kwargs, self.discriminator_kwargs)
         self._check_frozen_task_network()
+        self._check_domains()
         object.__setattr__(self, "out_path", Path(self.out_path).expanduser())
+
+    def _check_domains(self) -> None:
+        """tagan-cycle needs its domain B folder and its frozen task network; the paired families take neither."""
+        if self.family not in UNPAIRED_FAMILIES:
+            if self.domain_b is not None:
+                raise NanoscopyError(f"{self.family} trains on pairs in one folder; drop domain_b (--domain-b), "
+                                     "which only tagan-cycle takes.")
+            return
+        if self.domain_b is None or not str(self.domain_b).strip():
+            raise NanoscopyError(f"{self.family} translates between two image folders; give the domain B folder "
+                                 "(domain_b, --domain-b DIR) beside the domain A one.")
+        if self.task_network is None:
+            raise NanoscopyError(f"{self.family} keeps a frozen task network's segmentation of domain A through the cycle; "
+                                 "give task_network (--task-network MODEL), a model that segments domain A images.")
 
     def _check_frozen_task_network(self) -> None:
         if self.task_network is None:
             return
-        if self.family not in FROZEN_TASK_FAMILIES:
+        if self.family not in FROZEN_TASK_FAMILIES + UNPAIRED_FAMILIES:
             raise NanoscopyError(
                 f"A frozen task network scores the generator of {' and '.join(FROZEN_TASK_FAMILIES)}; {self.family} "
                 "has none it scores, so drop task_network (--task-network)."
@@ -330,6 +368,7 @@ class TrainingConfig:
             generator_kwargs=None if family == "unet-live" else dict(card.generator.kwargs),
             discriminator_kwargs=discriminator or None, task=task, loss=record["loss"],
             task_network=(record.get("task_network") or {}).get("source"),
+            domain_b=(record.get("domain_b") or {}).get("data_dir"),  # tagan-cycle's second folder
             lr=rates["task" if family == "unet-live" else "generator"],
             normalization={k: v for k, v in spec.items() if k != "range"},
         )
@@ -352,6 +391,7 @@ class CommandLineOption:
     default: Any
     required: bool
     metavar: str
+    aliases: tuple[str, ...] = ()  # other flags for the same option
 
 
 def command_line_options() -> list[CommandLineOption]:
@@ -367,5 +407,6 @@ def command_line_options() -> list[CommandLineOption]:
             name=item.name, flag=flag, help=item.metadata["help"], kind=kind,
             default=None if required else item.default, required=required,
             metavar=item.metadata["metavar"] or flag.lstrip("-").replace("-", "_").upper(),
+            aliases=item.metadata.get("aliases", ()),
         ))
     return options

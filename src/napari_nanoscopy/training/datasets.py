@@ -132,6 +132,26 @@ def load_training_data(
     )
 
 
+def load_image_folder(folder, *, normalization: dict[str, Any], channels: int, what: str) -> TrainingData:
+    """The images of one domain of an unpaired (TA-CycleGAN) run, normalised as ``load_training_data``
+    normalises targets: the TIFFs in ``folder``, or in its target/ folder when it is a dataset
+    folder (the inputs and task masks of such a folder are not read). ``what`` names it in messages."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise NanoscopyError(f"The {what} folder {folder} does not exist; give a folder of TIFF images.")
+    images_folder = folder / "target" if (folder / "target").is_dir() else folder
+    files = _images_in(images_folder.parent, images_folder.name, required=True)
+    raw = _RawPairs()
+    names = sorted(files)
+    images = [_normalised(raw.read("target", files[name], channels), normalization, path=files[name]) for name in names]
+    return TrainingData(
+        folder=folder, names=names, inputs=None, targets=images, tasks=None,
+        pixel_size_nm=_common_pixel_size(images_folder, raw.pixel_sizes), input_names=None,
+        target_names=raw.channel_names.get("target"), task_names=None, task_scaling=None, task_is_mask=False,
+        manifest=_read_manifest(folder),
+    )
+
+
 def _pair_files(folder: Path, *, need_input: bool, need_task: bool, use_task: bool,
                 why_task: str) -> dict[str, dict[str, Path] | None]:
     """The image files of each kind ("input", "target", "task") by pair name; None for a kind not read."""

@@ -28,7 +28,7 @@ from ..models import build_discriminator, build_generator, build_task_network, p
 from ..fingerprint import training_fingerprint
 from ..packages import ModelCard, save_model
 from .checkpoints import CHECKPOINT_FILE, Checkpoint, checkpoint_folder, load_checkpoint, save_checkpoint
-from .config import TaskOptions, TrainingConfig, family_settings
+from .config import UNPAIRED_FAMILIES, TaskOptions, TrainingConfig, family_settings
 from .datasets import PatchSampler, TrainingData, load_training_data, normalization_spec
 from .losses import ssim_window_size
 from .steps import (
@@ -147,10 +147,14 @@ def train(config: TrainingConfig | str, data_dir=None, out_path=None, *, callbac
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        return _Run(config, device).execute(checkpoints, callback, should_stop)
+        if config.family in UNPAIRED_FAMILIES:
+            from .cycle import CycleRun  # imports this module
+
+            return CycleRun(config, device).execute(checkpoints, callback, should_stop)
+        return TrainingRun(config, device).execute(checkpoints, callback, should_stop)
 
 
-class _Run:
+class TrainingRun:
     """One training run: networks, data and trainer built from the config (seeded by the caller)."""
 
     def __init__(self, config: TrainingConfig, device: torch.device):
@@ -480,11 +484,13 @@ class _Run:
                 save(step + 1)
         session_time = time.perf_counter() - started
         steps_per_s = (steps - first_step) / session_time if steps > first_step else None
-        card = self._card(history, wall_before + session_time, steps_per_s)
+        return self.save(self._card(history, wall_before + session_time, steps_per_s))
+
+    def save(self, card: ModelCard) -> ModelCard:
+        """Write the package of the trained networks (the last step of ``execute``)."""
         card.domain = training_fingerprint(card, self.data.folder)  # the domain check's reference (docs/domain.md)
-        generator = self.generator.cpu()
         task_network = self.task.network.cpu() if self.task is not None and self.task.in_package else None
-        return save_model(self.config.out_path, card, generator, task_network)
+        return save_model(self.config.out_path, card, self.generator.cpu(), task_network)
 
     def _card(self, history, wall_time_s, steps_per_s) -> ModelCard:
         settings, data, family, options = self.settings, self.data, self.family, self.config
