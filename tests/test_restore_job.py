@@ -216,3 +216,17 @@ def test_a_channel_problem_in_a_later_image_refuses_the_run_before_the_first(pac
         plan_restore(request)
     assert "--channel" in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_job_scores_the_image_once_before_restoring_it(packages_dir, tmp_path, ome_input, monkeypatch):
+    from napari_nanoscopy import inference
+
+    def must_not_score(*args, **kwargs):
+        raise AssertionError("the Restorer scored the image again")
+
+    monkeypatch.setattr(inference, "check_frames", must_not_score)
+    out = tmp_path / "out.ome.tif"
+    plan = plan_restore(RestoreRequest(input=str(ome_input), output=str(out), model=str(packages_dir / "tagan"),
+                                       samples=1))
+    assert [path.name for written in run_restore(plan) for path in written] == ["out.ome.tif"]
+    assert read_image(out).metadata["domain"]["message"].startswith("Domain unknown")

@@ -157,6 +157,7 @@ class Restorer:
         progress: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
         normaliser: Normaliser | None = None,
+        check_domain: bool = True,
     ) -> RestorationResult:
         """Restore a 2D image, a 2D multichannel image or a stack (T or Z) of either.
 
@@ -169,7 +170,8 @@ class Restorer:
         ``should_cancel`` is polled between batches; when it returns True, :class:`Cancelled`
         is raised and nothing is returned. ``normaliser``: a fitted :class:`Normaliser` used for
         every plane instead of the card's fitted to each plane (a block of a larger image is
-        normalised with its whole plane's statistics).
+        normalised with its whole plane's statistics). ``check_domain``: False where the caller
+        scored the image already (``result.domain`` is then None).
         """
         samples = check_samples(self.card.default_samples if samples is None else samples)
         seed = check_seed(seed)
@@ -207,7 +209,7 @@ class Restorer:
                  compiled=self.compiled,
                  computed_pixels=round(computed_pixels(plans), 4)),
         )
-        if normaliser is None:  # a block of a larger image (a given normaliser) is checked by its job, whole
+        if check_domain and normaliser is None:  # a block of a larger image is checked by its job, whole
             result.domain = check_frames(self.card, frames, factor)
             result.provenance["domain"] = result.domain.to_dict()
         return result

@@ -384,7 +384,8 @@ def _restore_in_memory(plan: RestorePlan, job: ImageJob, image: _OpenImage, prog
     request, restorer = plan.request, plan.restorer
     channel_axis = image.axes.index("C") if "C" in image.axes and restorer.in_channels > 1 else None
     result = restore_array(restorer, image.data, pixel_size_nm=image.pixel_size_nm, channel_axis=channel_axis,
-                           samples=request.samples, tile_size=request.tile, seed=request.seed, progress=progress)
+                           samples=request.samples, tile_size=request.tile, seed=request.seed, progress=progress,
+                           check_domain=False)  # the job scored the image before restoring it
     arrays = {"restored": result.mean, "uncertainty": result.uncertainty, "segmentation": result.labels}
     return arrays, {"input": str(job.source), **image.chosen, **result.provenance}
 
