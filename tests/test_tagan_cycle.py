@@ -26,13 +26,13 @@ SIZE, PATCH = 48, 32
 TINY = dict(generator_kwargs=dict(ngf=4, n_blocks=1), discriminator_kwargs=dict(ndf=4), patch=PATCH, device="cpu")
 
 
-def write_blobs(folder, n, sigma, seed, pixel_size_nm=20.0):
+def write_blobs(folder, n, sigma, seed, pixel_size_nm=20.0, size=SIZE):
     """Unpaired toy domains: the same kind of spots, sharp (A) or blurred (B)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
-        spots = np.zeros((SIZE, SIZE), np.float32)
-        rows, cols = rng.integers(0, SIZE, (2, 10))
+        spots = np.zeros((size, size), np.float32)
+        rows, cols = rng.integers(0, size, (2, 10))
         spots[rows, cols] = rng.uniform(50, 100, 10)
         image = ndimage.gaussian_filter(spots, sigma) * 10 + rng.poisson(1.0, spots.shape)
         write_image(folder / f"{seed}_{i}.tif", image.astype(np.float32), pixel_size_nm=pixel_size_nm)
@@ -137,6 +137,17 @@ def test_stop_and_resume_match_an_uninterrupted_run(domains, tmp_path, monkeypat
     train(TrainingConfig.from_card(load_model(tmp_path / "whole").card, tmp_path / "again", device="cpu"))
     again = load_file(tmp_path / "again" / "weights.safetensors")
     assert all(torch.equal(expected[k], again[k]) for k in expected)
+
+
+def test_the_package_fingerprints_domain_a_the_images_it_translates(tmp_path):
+    """The domain check of a translation model: its input is domain A (a flat folder here)."""
+    # 15 images (a third of them calibrate the threshold), 96 px: the fingerprint's windows are 64 px
+    a = write_blobs(tmp_path / "sharp", 15, 1.0, seed=3, size=96)
+    b = write_blobs(tmp_path / "blurred", 3, 2.5, seed=4, size=96)
+    card = train("tagan-cycle", a, tmp_path / "cycle", domain_b=b, task_network=FROZEN, steps=1, seed=0, **TINY)
+    assert card.domain is not None and "sharp" in card.domain.calibration["source"]
+    result = Restorer(tmp_path / "cycle", device="cpu").restore(read_image(a / "3_0.tif").data, samples=1)
+    assert result.domain.known and not result.domain.flagged  # a domain A image is in its domain
 
 
 def test_refusals_before_any_training(domains, tmp_path):

@@ -139,12 +139,13 @@ def summary(card: ModelCard, out) -> str:
 TRAINING_IMAGES = 150  # training images a new model's fingerprint reads, spread over its folder
 
 
-def training_fingerprint(card: ModelCard, folder) -> DomainFingerprint | None:
+def training_fingerprint(card: ModelCard, folder, images=None) -> DomainFingerprint | None:
     """The fingerprint ``train`` gives a new model: from up to :data:`TRAINING_IMAGES` of the input
-    images in the training ``folder`` (every third one held out to calibrate the threshold). None
-    when the folder holds too few images to calibrate one (the model's domain is then unknown)."""
+    images in the training ``folder`` (``images``: the folder that holds them, where they are not
+    its input/; every third one held out to calibrate the threshold). None when the folder holds
+    too few images to calibrate one (the model's domain is then unknown)."""
     # a segmenter of STED images (unet-live) takes the pairs' targets as its input
-    side = Path(folder) / ("target" if card.family == "unet-live" else "input")
+    side = Path(images) if images is not None else Path(folder) / ("target" if card.family == "unet-live" else "input")
     try:
         files = image_files(side, "training")
         files = [files[k] for k in spread(len(files), TRAINING_IMAGES)]

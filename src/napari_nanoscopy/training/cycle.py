@@ -17,10 +17,11 @@ from torch import nn
 
 from ..card import CycleSection, card_problem
 from ..errors import NanoscopyError
+from ..fingerprint import training_fingerprint
 from ..models import build_discriminator, build_generator, paper_defaults
 from ..packages import ModelCard, save_model
 from .config import CycleLoss, TrainingConfig
-from .datasets import PIXEL_SIZE_TOLERANCE, PatchSampler, load_image_folder, normalization_spec
+from .datasets import PIXEL_SIZE_TOLERANCE, PatchSampler, domain_images_folder, load_image_folder, normalization_spec
 from .losses import gan_loss
 from .steps import FamilyTrainer, init_pix2pix
 from .tasks import frozen_segmenter_setup
@@ -212,6 +213,7 @@ class CycleRun(TrainingRun):
                  "reverse_generator": {**self.generator_kwargs, "in_channels": self.generator.out_channels,
                                        "out_channels": self.generator.in_channels}}
         card.cycle = CycleSection.from_dict(card.family, cycle, card_problem(str(self.config.out_path)))
+        card.domain = training_fingerprint(card, a.folder, images=domain_images_folder(a.folder))  # A is the input
         card.training.update(domain_b={"data_dir": str(b.folder.resolve()), "n_images": len(b.names)},
                              n_images_a=len(a.names))
         if not self.config.description:

@@ -132,6 +132,11 @@ def load_training_data(
     )
 
 
+def domain_images_folder(folder: Path) -> Path:
+    """Where one domain's images of an unpaired run are: ``folder``, or its target/ in a dataset folder."""
+    return folder / "target" if (folder / "target").is_dir() else folder
+
+
 def load_image_folder(folder, *, normalization: dict[str, Any], channels: int, what: str) -> TrainingData:
     """The images of one domain of an unpaired (TA-CycleGAN) run, normalised as ``load_training_data``
     normalises targets: the TIFFs in ``folder``, or in its target/ folder when it is a dataset
@@ -139,7 +144,7 @@ def load_image_folder(folder, *, normalization: dict[str, Any], channels: int, w
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise NanoscopyError(f"The {what} folder {folder} does not exist; give a folder of TIFF images.")
-    images_folder = folder / "target" if (folder / "target").is_dir() else folder
+    images_folder = domain_images_folder(folder)
     files = _images_in(images_folder.parent, images_folder.name, required=True)
     raw = _RawPairs()
     names = sorted(files)
