@@ -74,10 +74,13 @@ def show_in_grid(viewer, roles: list[str]) -> None:
     names = [role_of(layer) for layer in chosen]
     rows = [names[i:i + columns] for i in range(0, len(names), columns)]
     where = ["top", "bottom"] if len(rows) == 2 else [f"row {i + 1}" for i in range(len(rows))]
-    viewer.text_overlay.text = (
-        "   |   ".join(rows[0]) if len(rows) == 1
-        else "      ".join(f"{w}: {' | '.join(r)}" for w, r in zip(where, rows))
-    )
+    caption(viewer, "   |   ".join(rows[0]) if len(rows) == 1
+            else "      ".join(f"{w}: {' | '.join(r)}" for w, r in zip(where, rows)))
+
+
+def caption(viewer, text: str) -> None:
+    """A caption centred above the canvas, and the view fitted to the visible layers."""
+    viewer.text_overlay.text = text
     viewer.text_overlay.position = "top_center"
     viewer.text_overlay.font_size = 10
     viewer.text_overlay.visible = True
@@ -144,11 +147,7 @@ def segment_screenshot() -> None:
     [(polygons, kwargs, _)] = read_polygon_file(str(real / "annotations" / "actin_1.polys.txt"))
     viewer.add_shapes(polygons, **kwargs, scale=(20.0, 20.0), units=("nm", "nm"))  # in the image's pixels, as read
     model = segment.selected_entry().card.name
-    viewer.text_overlay.text = f"real axonal STED: {model} rings (magenta), expert polygons (yellow)"
-    viewer.text_overlay.position = "top_center"
-    viewer.text_overlay.font_size = 10
-    viewer.text_overlay.visible = True
-    viewer.reset_view()
+    caption(viewer, f"real axonal STED: {model} rings (magenta), expert polygons (yellow)")
     save(viewer, "segment.png")
     viewer.close()
 
@@ -177,11 +176,7 @@ def domain_screenshot() -> None:
     for layer in viewer.layers:  # the real image beside what the model made of it
         layer.visible = role_of(layer) in ("", "restored")
     viewer.grid.shape, viewer.grid.enabled = (1, 2), True
-    viewer.text_overlay.text = "real axonal STED   |   tagan-factin's output: flagged, outside its training domain"
-    viewer.text_overlay.position = "top_center"
-    viewer.text_overlay.font_size = 10
-    viewer.text_overlay.visible = True
-    viewer.reset_view()
+    caption(viewer, "real axonal STED   |   tagan-factin's output: flagged, outside its training domain")
     save(viewer, "domain.png")
     viewer.close()
 

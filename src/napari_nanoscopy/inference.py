@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .blocks import round_up
 from .domain import DomainReport, check_frames
-from .errors import Cancelled, NanoscopyError
+from .errors import NanoscopyError, StepCounter
 from .formats import load_model
 from .limits import MAX_RESAMPLED_PIXELS, MAX_TILE, MAX_ZOOM, check_int, check_pixel_size, check_samples, check_seed
 from .limits import available_memory as _available_memory
@@ -200,7 +200,7 @@ class Restorer:
         outputs = self._outputs(len(frames), (height, width), samples, keep_samples)
         with self._rng(seed):
             self._restore_frames(frames, model_shape, plans, passes, batch, keep_samples, outputs, normaliser,
-                                 _step_counter(total_steps, progress, should_cancel))
+                                 StepCounter(total_steps, progress, should_cancel))
         result = self._result(
             lead_shape, *outputs,
             dict(pixel_size_nm=pixel_size_nm, samples=samples, tile_size=max(plans[0].core, plans[1].core),
@@ -580,21 +580,3 @@ class Restorer:
             **parameters,
         }
         return result
-
-
-
-
-def _step_counter(total: int, progress: ProgressCallback | None,
-                  should_cancel: Callable[[], bool] | None) -> Callable[[], None]:
-    """A callable run before each batch: raises :class:`Cancelled` when asked to, then reports progress."""
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("Restoration cancelled.")
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    return step

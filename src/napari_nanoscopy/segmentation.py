@@ -30,7 +30,7 @@ from torch import nn
 
 from . import __version__
 from .card import Fixed, NoNormalisation, SegmenterSection
-from .errors import Cancelled, NanoscopyError
+from .errors import Cancelled, NanoscopyError, StepCounter
 from .formats import load_model
 from .inference import Restorer
 from .limits import MAX_ZOOM, check_pixel_size
@@ -179,7 +179,7 @@ class _CropAverage:
         model_shape = (max(1, round(height * zoom)), max(1, round(width * zoom)))
         starts = [range(0, side, self.spec.step) for side in model_shape]
         total = len(planes) * math.ceil(len(starts[0]) * len(starts[1]) / CROPS_PER_BATCH)
-        steps = _Steps(total, progress, should_cancel)
+        steps = StepCounter(total, progress, should_cancel, "Segmentation")
         out = np.empty((len(planes), len(self.spec.classes), height, width), dtype=np.float32)
         for index, plane in enumerate(planes):
             scaled = resize_planes(self.scaled(plane)[None], model_shape)[0] if zoom != 1.0 else self.scaled(plane)
@@ -190,7 +190,7 @@ class _CropAverage:
                                                   "clip": list(self.spec.clip)}}
         return out.reshape(*image.shape[:-2], *out.shape[1:]), tiling
 
-    def _plane(self, scaled: np.ndarray, starts, steps: _Steps) -> np.ndarray:
+    def _plane(self, scaled: np.ndarray, starts, steps: StepCounter) -> np.ndarray:
         crop, step = self.spec.crop, self.spec.step
         rows, cols = starts
         padded_shape = (len(rows) * step + crop - step, len(cols) * step + crop - step)
@@ -289,20 +289,6 @@ class _TaskNetwork:
         device = next(self.network.parameters()).device
         padded = _pad_to(low + batch.to(device, torch.float32) * (high - low), self.network.size_multiple, "replicate")
         return self._to_probability(self.network(padded)[..., :height, :width]).clamp(0.0, 1.0)
-
-
-class _Steps:
-    """Called before each batch: raises :class:`Cancelled` when asked to, then reports progress."""
-
-    def __init__(self, total: int, progress, should_cancel):
-        self.total, self.done, self.progress, self.should_cancel = total, 0, progress, should_cancel
-
-    def __call__(self) -> None:
-        if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled("Segmentation cancelled.")
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
 
 
 __all__ = ["SegmentationResult", "Segmenter", "can_segment", "label_classes", "segment"]

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, NanoscopyError
+from ..errors import NanoscopyError, StepCounter
 from ._common import Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, pixel_size_box
 from ._plot import PlotWidget
 
@@ -90,7 +90,7 @@ def compute_report(result: np.ndarray, reference: np.ndarray | None, *, result_n
             raise NanoscopyError("Bead FWHM and resolution need the pixel size; enter it (in nm) above.")
     per_image = [(name, array) for name, array, labels in images if not labels]
     total = (comparison is not None) + (len(per_image) if fwhm else 0) + (len(per_image) if resolution else 0)
-    step = _Steps(total, progress, should_cancel)
+    step = StepCounter(max(total, 1), lambda done, steps: progress(done, steps, None), should_cancel, "Metrics")
     if comparison == "images":
         _compare_images(report, result, reference, normalise)
         step()
@@ -116,21 +116,6 @@ def _comparison(result_is_labels: bool, reference_is_labels: bool) -> str:
         "One layer is a Labels layer and the other an image; compare two images (PSNR, SSIM...) "
         "or two Labels layers (Dice)."
     )
-
-
-class _Steps:
-    """Counts finished steps for the progress bar, and stops at the next step once cancelled."""
-
-    def __init__(self, total: int, progress, should_cancel):
-        self.total, self.progress, self.should_cancel = total, progress, should_cancel
-        self.done = 0
-
-    def __call__(self) -> None:
-        if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled("Metrics cancelled.")
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, max(self.total, 1), None)
 
 
 def _compare_images(report: MetricsReport, result: np.ndarray, reference: np.ndarray, normalise: bool) -> None:
@@ -160,7 +145,7 @@ def _compare_masks(report: MetricsReport, result: np.ndarray, reference: np.ndar
 
 
 def _add_bead_fwhm(report: MetricsReport, images, per_image, pixel_size_nm: float, min_separation_nm: float,
-                   step: _Steps) -> None:
+                   step: StepCounter) -> None:
     """Fit every isolated spot of every plane; one cell per image: median, IQR and count."""
     from ..analysis.fwhm import measure_spots
 
@@ -178,7 +163,7 @@ def _add_bead_fwhm(report: MetricsReport, images, per_image, pixel_size_nm: floa
     report.rows.append(["Bead FWHM, median [nm]", *_by_layer(images, cells)])
 
 
-def _add_resolution(report: MetricsReport, images, per_image, pixel_size_nm: float, step: _Steps) -> None:
+def _add_resolution(report: MetricsReport, images, per_image, pixel_size_nm: float, step: StepCounter) -> None:
     """Decorrelation resolution per image: one plane's value, or the mean and spread over planes."""
     from ..analysis import decorrelation_resolution
 
