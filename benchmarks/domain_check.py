@@ -86,32 +86,44 @@ def real_sted() -> list[np.ndarray]:
     return [io.read_image(path).data.astype(np.float32) for path in files]
 
 
-def sets_for(name: str, work: Path) -> dict[str, tuple[list[np.ndarray], float]]:
-    """Each named set of (2D images, zoom) to score for model ``name``."""
+def set_folders(name: str, work: Path) -> dict[str, list[tuple[Path, int]]]:
+    """The simulated sets to score for model ``name``: label -> [(dataset folder, first image), ...]."""
     held_names = DATA[name][1]
-    folder = INPUT_FOLDER.get(name, "input")
-    in_domain = []
+    folders = {"in-domain (false alarms)": []}
     for held in held_names:
         kind = DATASETS[held][0]
         calibrated = HELD_OUT_COUNT.get(kind, DEFAULT_HELD_OUT) // len(held_names)
         extra = (30 if kind == "factin" else IN_DOMAIN) // len(held_names)  # factin: 128 px, slow to simulate
-        in_domain += planes(simulated(held, calibrated + extra, work) / folder, first=calibrated)
+        folders["in-domain (false alarms)"].append((simulated(held, calibrated + extra, work), calibrated))
     kind, _, size, _ = DATASETS[held_names[-1]]
-    sets = {"in-domain (false alarms)": (in_domain, 1.0)}
     if kind in LARGE_FIELD:  # larger fields after the calibration ones
         per = LARGE_COUNT // len(held_names)
-        fields = [image for held in held_names
-                  for image in planes(large_fields(DATASETS[held][0], 1, 2 * per, work) / folder, first=per)]
-        sets[f"in-domain {LARGE_FIELD[kind]}-px fields (false alarms)"] = (fields, 1.0)
-    sets["real STED"] = (real_sted(), 1.0)
+        folders[f"in-domain {LARGE_FIELD[kind]}-px fields (false alarms)"] = [
+            (large_fields(DATASETS[held][0], 1, 2 * per, work), per) for held in held_names]
     for label in CONDITIONS:
-        sets[label] = (planes(shifted(kind, size, label, work) / folder), 1.0)
+        folders[label] = [(shifted(kind, size, label, work), 0)]
     own = {DATASETS[held][0] for held in held_names}
     for other, other_name in OTHER_STRUCTURES.items():
         if other not in own:
-            sets[f"structure: {other}"] = (planes(simulated(other_name, SHIFTED, work) / "input"), 1.0)
+            folders[f"structure: {other}"] = [(simulated(other_name, SHIFTED, work), 0)]
+    return folders
+
+
+def sets_for(name: str, work: Path) -> dict[str, tuple[list[np.ndarray], float]]:
+    """Each named set of (2D images, zoom) to score for model ``name``."""
+    folder = INPUT_FOLDER.get(name, "input")
+    folders = set_folders(name, work)
+    in_domain = [label for label in folders if label.startswith("in-domain")]
+    sets = {}
+    for label in [*in_domain, "real STED", *(label for label in folders if label not in in_domain)]:
+        if label == "real STED":
+            sets[label] = (real_sted(), 1.0)
+            continue
+        own_input = label in in_domain or label in CONDITIONS  # other structures: their confocal inputs
+        sets[label] = ([image for path, first in folders[label]
+                        for image in planes(path / (folder if own_input else "input"), first)], 1.0)
     for label, zoom in ZOOMS.items():
-        sets[label] = (in_domain, zoom)
+        sets[label] = (sets["in-domain (false alarms)"][0], zoom)
     return sets
 
 
@@ -128,9 +140,15 @@ def measure(name: str, work: Path) -> dict:
     return {"model": name, "threshold": card.domain.threshold, "rows": rows}
 
 
+def in_table_order(labels) -> list[str]:
+    """The set labels, each once: in-domain first, then real STED, conditions, structures, pixel sizes."""
+    order = ["in-domain", "real STED", *CONDITIONS, *(f"structure: {k}" for k in OTHER_STRUCTURES), *ZOOMS]
+    return sorted(dict.fromkeys(labels), key=lambda label: next(i for i, start in enumerate(order) if label.startswith(start)))
+
+
 def table(results: list[dict]) -> str:
     measured = [r for r in results if "rows" in r]
-    labels = list(dict.fromkeys(label for r in measured for label in r["rows"]))
+    labels = in_table_order(label for r in measured for label in r["rows"])
     lines = ["| model | threshold | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
     for result in measured:
         rows = result["rows"]

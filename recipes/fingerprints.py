@@ -41,7 +41,7 @@ DATA = {
     "tagan-live-factin": (["factin_train"], ["factin_test"]),
 }
 # Images simulated per dataset (the first of the recipe's; factin images are 128 px and slow).
-TRAINING_COUNT = {"factin": 30, "twolabel": 80}
+TRAINING_COUNT = {"factin": 120, "twolabel": 80}
 HELD_OUT_COUNT = {"factin": 30}
 DEFAULT_TRAINING, DEFAULT_HELD_OUT = 200, 80
 # kind -> the side of the larger fields added to its 64-pixel crops, and how many of them (training and held out)

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from napari_nanoscopy import NanoscopyError, load_model
 from napari_nanoscopy.cli import main
-from napari_nanoscopy.domain import FEATURES, check_array, check_planes, make_fingerprint
+from napari_nanoscopy.domain import FEATURES, check_array, check_planes, make_fingerprint, window_features, window_scores
 from napari_nanoscopy.fingerprint import fingerprint_model
 from napari_nanoscopy.inference import Restorer
 from napari_nanoscopy.io import read_image, write_image
@@ -125,6 +125,41 @@ def test_fingerprint_of_another_version_is_unknown_not_wrong(wang, in_domain):
     data["domain"]["features"] = [f"old_{name}" for name in data["domain"]["features"]]
     report = check_planes(ModelCard.from_dict(data), [in_domain[0]])
     assert not report.known and "made with other statistics" in report.message
+    # version 1 kept no training windows to measure the nearest-neighbour distance to
+    data = wang.card.to_dict()
+    del data["domain"]["reference"]
+    report = check_planes(ModelCard.from_dict(data), [in_domain[0]])
+    assert not report.known and "made with other statistics" in report.message
+
+
+def test_a_window_scores_its_distance_to_the_nearest_training_windows(wang, in_domain):
+    fingerprint = wang.card.domain
+    assert fingerprint.neighbours == 2 and 100 <= len(fingerprint.reference) <= 1024
+    # a training window itself: its own distance is 0, its score half the distance to its nearest other one
+    reference = np.asarray(fingerprint.reference)
+    features = np.linalg.solve(np.asarray(fingerprint.whitening), reference[0]) * np.asarray(fingerprint.scale) \
+        + np.asarray(fingerprint.center)
+    others = np.sqrt(np.mean((reference[1:] - reference[0]) ** 2, axis=1))
+    assert window_scores(fingerprint, features[None])[0] == pytest.approx(others.min() / 2, abs=1e-3)
+
+
+def test_background_photons_and_edge_width_follow_the_physics():
+    """Same structure, Poisson counts: a 10x brighter background raises the relative background
+    statistic, a 2x wider PSF the edge width; neither moves much with the photon count alone."""
+    rng = np.random.default_rng(0)
+    bar = np.zeros((64, 64))
+    bar[:, 16:48] = 1.0  # wide: its two edges do not meet, so their width is the PSF's
+    background, edge = FEATURES.index("log_background_photons"), FEATURES.index("log_edge_width")
+
+    def features(sigma, photons, dark):
+        counts = rng.poisson(photons * ndimage.gaussian_filter(bar, sigma) + dark).astype(np.float64)
+        low, high = np.percentile(counts, [0, 100])
+        return window_features(counts, low, high)
+
+    standard = features(3.0, 40.0, 1.0)
+    assert features(3.0, 40.0, 10.0)[background] > standard[background] + 0.5
+    assert features(6.0, 40.0, 1.0)[edge] > standard[edge] + 0.2
+    assert abs(features(3.0, 80.0, 2.0)[background] - standard[background]) < 0.3
 
 
 @pytest.mark.parametrize("change, message", [
@@ -133,6 +168,9 @@ def test_fingerprint_of_another_version_is_unknown_not_wrong(wang, in_domain):
     (lambda d: d.update(threshold=float("nan")), "domain.threshold must be a finite number"),
     (lambda d: d.update(center=d["center"][:3]), "domain.features, center and scale must be lists of equal length"),
     (lambda d: d.update(window="64"), "domain.window must be a whole number"),
+    (lambda d: d.update(reference=[[0.0] * 3]), f"domain.reference must be a list of at most 1024 lists of {len(FEATURES)}"),
+    (lambda d: d.update(reference=d["reference"] * 8), "domain.reference must be a list of at most 1024"),
+    (lambda d: d.update(neighbours=0), "domain.neighbours must be a whole number from 1 to 64"),
 ])
 def test_malformed_fingerprints_are_refused(wang, change, message):
     data = wang.card.to_dict()

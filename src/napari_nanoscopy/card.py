@@ -515,6 +515,7 @@ class CycleSection(Section):
 # --- domain fingerprint ------------------------------------------------------------------------
 
 MAX_DOMAIN_FEATURES = 64  # a whitening matrix of at most 64 x 64 numbers in model.json
+MAX_DOMAIN_REFERENCE = 1024  # whitened training windows kept for the nearest-neighbour score
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -524,7 +525,9 @@ class DomainFingerprint(Section):
     :mod:`napari_nanoscopy.domain`. ``features`` names each statistic, ``center`` and ``scale``
     are their training median and spread, ``window`` the side (model pixels) they are taken on,
     ``whitening`` the matrix whose product with the standardised statistics has the squared
-    Mahalanobis distance as its squared norm, ``calibration`` how the threshold was found."""
+    Mahalanobis distance as its squared norm, ``reference`` the training windows' statistics so
+    whitened (an image is scored by its distance to the ``neighbours`` nearest of them; empty in
+    fingerprints of older versions), ``calibration`` how the threshold was found."""
 
     features: tuple[str, ...]
     center: tuple[float, ...]
@@ -533,6 +536,8 @@ class DomainFingerprint(Section):
     threshold: float
     window: int
     calibration: Mapping[str, Any] = field(default_factory=dict)
+    reference: tuple[tuple[float, ...], ...] = ()
+    neighbours: int = 2
 
     @classmethod
     def from_dict(cls, data, fail: Fail) -> DomainFingerprint:
@@ -553,6 +558,10 @@ class DomainFingerprint(Section):
         calibration = data.get("calibration") or {}
         if not isinstance(calibration, Mapping):
             fail(f"domain.calibration must be an object, not {shown(calibration)}")
+        reference = data.get("reference") or []
+        if not isinstance(reference, list) or len(reference) > MAX_DOMAIN_REFERENCE or not all(
+                isinstance(row, list) and len(row) == len(features) for row in reference):
+            fail(f"domain.reference must be a list of at most {MAX_DOMAIN_REFERENCE} lists of {len(features)} numbers")
         section = cls(
             features=features,
             center=tuple(check_number(fail, f"domain.center[{k}]", v) for k, v in enumerate(center)),
@@ -561,10 +570,15 @@ class DomainFingerprint(Section):
                             for i, row in enumerate(whitening)),
             threshold=check_number(fail, "domain.threshold", data.get("threshold"), 1e-6),
             window=_whole(fail, "domain.window", data.get("window")), calibration=_plain(calibration),
+            reference=tuple(tuple(check_number(fail, f"domain.reference[{i}][{j}]", v) for j, v in enumerate(row))
+                            for i, row in enumerate(reference)),
+            neighbours=_whole(fail, "domain.neighbours", data.get("neighbours", 2), 1, 64),
         )
         section._keep(data)
         return section
 
     def _fields_json(self) -> dict[str, Any]:
         return {"features": list(self.features), "center": list(self.center), "scale": list(self.scale),
-                "whitening": [list(row) for row in self.whitening], "threshold": self.threshold, "window": self.window, "calibration": _plain(self.calibration)}
+                "whitening": [list(row) for row in self.whitening], "threshold": self.threshold, "window": self.window,
+                "reference": [list(row) for row in self.reference], "neighbours": self.neighbours,
+                "calibration": _plain(self.calibration)}

@@ -15,18 +15,21 @@ are compared alike:
   of the field holds structure, how bright it is against the rest) and the fraction at the
   window's floor (photon counts of a dim background are mostly zero: a brighter background,
   another dwell time or an analogue detector changes it),
-- the logarithm of the normalised variance, of a robust noise estimate and of the shot noise
+- the logarithm of the normalised variance, of a robust noise estimate, of the shot noise
   (the slope of the noise variance against the local intensity: 1 / the photons spanning the
-  normalised range, whatever the structure),
+  normalised range, whatever the structure), of the background photons relative to that span
+  (the intercept of the same line over its slope) and of the edge width (the span over the
+  steepest smoothed gradients: the PSF's width where structures end sharply),
 - the share of the spectrum's power in nine radial frequency bands, in cycles per pixel of the
   model's grid (the PSF's cut-off, the noise floor and the structure's scale: a wrong pixel size
   moves all of them).
 
-Each statistic is standardised by the training spread; an image's window scores the root mean
-square of its standardised deviations after whitening with their training covariance (a Mahalanobis
-distance: in-domain images vary along correlated directions, a shift breaks the correlations),
-and the image the median over its windows (per-window scores come back in
-:attr:`DomainReport.per_tile`).
+Each statistic is standardised by the training spread and whitened with the training
+covariance (in-domain images vary along correlated directions, a shift breaks the
+correlations); a window scores its distance (root mean square per statistic) to the nearest
+training windows so whitened (:data:`NEIGHBOURS`: the training set is not one Gaussian cloud,
+and a shift that lands between its clusters is caught), and the image the median over its
+windows (per-window scores come back in :attr:`DomainReport.per_tile`).
 """
 
 from __future__ import annotations
@@ -38,24 +41,27 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .card import DomainFingerprint
 from .errors import NanoscopyError
 from .normalisation import fit_affine
 from .tile_run import resize_planes
 
-FINGERPRINT_VERSION = 1
+# 2: nearest training windows instead of the Mahalanobis distance to their centre; background and edge width
+FINGERPRINT_VERSION = 2
 QUANTILES = (5, 25, 50, 75, 95)
 # Radial frequency bands, cycles per pixel at the model's pixel size (0.5 is Nyquist).
 BAND_EDGES = (0.0, 0.03, 0.05, 0.08, 0.12, 0.17, 0.23, 0.30, 0.38, 0.5)
 FEATURES = (
     *(f"quantile_{q}" for q in QUANTILES), "background_fraction", "floor_fraction", "log_variance", "log_noise",
-    "log_shot_noise",
+    "log_shot_noise", "log_background_photons", "log_edge_width",
     *(f"band_{low:g}_{high:g}" for low, high in zip(BAND_EDGES[:-1], BAND_EDGES[1:])),
 )
 # Plain words for each statistic, for the message that says what differs most.
 FEATURE_GROUPS = {"quantile": "intensity distribution", "background": "background area",
-                  "floor": "background level", "log": "noise level",
+                  "floor": "background level", "log_background": "background level",
+                  "log_edge": "edge sharpness (the PSF's width)", "log": "noise level",
                   "band": "spatial frequency spectrum"}
 # Window side, pixels at the model's pixel size (smaller training images: their side). 64 rather
 # than 128: four times more windows per training image steady the covariance (with 128-pixel
@@ -68,9 +74,13 @@ MIN_TRAINING_WINDOWS = 8
 MIN_HELD_OUT = 5
 # The threshold: this margin times this percentile of the held-out in-domain scores (the highest
 # one alone would hang the threshold on the single most unusual held-out image).
-THRESHOLD_MARGIN = 1.25
+THRESHOLD_MARGIN = 1.2
 THRESHOLD_PERCENTILE = 90.0
 SHRINKAGE = 0.1  # of the training covariance towards its diagonal
+# A window's score is its mean distance to this many nearest training windows (1 follows noise in
+# single windows; more blurs the clusters a shift falls between: docs/domain.md has the figures).
+NEIGHBOURS = 2
+MAX_REFERENCE = 1024  # training windows kept in the fingerprint, spread over the training set
 SCALE_FLOOR = 1e-3  # a statistic constant over the training set still gets a finite spread
 BACKGROUND_LEVEL = 0.1  # of the normalised range: below it a pixel counts as background
 STRUCTURE_FRACTION = 0.2  # a window spanning less than this of the plane's widest window's range is empty
@@ -134,10 +144,20 @@ def window_features(window: np.ndarray, low: float, high: float) -> np.ndarray:
     # normalised range); the slope of one on the other measures it whatever the structure
     local = (unit[:-1, :-1] + unit[1:, :-1] + unit[:-1, 1:] + unit[1:, 1:]).ravel() / 4.0
     spread = local.var()
-    shot = float(np.cov(local, second.ravel() ** 2)[0, 1] / spread) if spread > 0 else 0.0
+    squared = second.ravel() ** 2
+    shot = float(np.cov(local, squared)[0, 1] / spread) if spread > 0 else 0.0
+    # Poisson noise of counts c = lo + unit (hi - lo): variance = unit / (hi - lo) + lo / (hi - lo)^2, so the
+    # intercept over the slope is lo / (hi - lo): the background photons relative to the signal's span
+    intercept = float(squared.mean() - shot * local.mean())
+    relative_background = max(intercept, 0.0) / shot if shot > 0 else 0.0
+    # the edge width (span over the steepest gradients, pixels) follows the PSF where structures end sharply
+    smooth = ndimage.gaussian_filter(unit, 1.5)
+    steepest = float(np.percentile(np.hypot(*np.gradient(smooth)), 99))
+    edge_width = float(np.subtract(*np.percentile(smooth, [99, 1]))) / (steepest + 1e-6)
     bands = _band_power(unit)
     return np.concatenate([quantiles, [background, floor, math.log10(variance + 1e-8), math.log10(noise + 1e-6),
-                                       math.log10(max(shot, 0.0) + 1e-4)], bands])
+                                       math.log10(max(shot, 0.0) + 1e-4), math.log10(relative_background + 1e-3),
+                                       math.log10(edge_width + 1e-3)], bands])
 
 
 
@@ -256,10 +276,21 @@ def standardised(fingerprint: DomainFingerprint, features: np.ndarray) -> np.nda
     return (features - np.asarray(fingerprint.center)) / np.asarray(fingerprint.scale)
 
 
+def whitened(fingerprint: DomainFingerprint, features: np.ndarray) -> np.ndarray:
+    return standardised(fingerprint, features) @ np.asarray(fingerprint.whitening).T
+
+
 def window_scores(fingerprint: DomainFingerprint, features: np.ndarray) -> np.ndarray:
-    """Each window's Mahalanobis distance from the training statistics, per statistic (root mean square)."""
-    whitened = standardised(fingerprint, features) @ np.asarray(fingerprint.whitening).T
-    return np.sqrt(np.mean(whitened**2, axis=-1))
+    """Each window's mean distance (root mean square per statistic, whitened) to its
+    ``fingerprint.neighbours`` nearest training windows."""
+    points, reference = whitened(fingerprint, features), np.asarray(fingerprint.reference)
+    neighbours = min(fingerprint.neighbours, len(reference))
+    scores = np.empty(len(points))
+    for start in range(0, len(points), 256):  # (256 x reference x statistics) at a time: bounded memory
+        chunk = points[start:start + 256]
+        distances = np.sqrt(np.mean((chunk[:, None, :] - reference[None]) ** 2, axis=-1))
+        scores[start:start + 256] = np.sort(distances, axis=1)[:, :neighbours].mean(axis=1)
+    return scores
 
 
 def image_score(fingerprint: DomainFingerprint, features: np.ndarray) -> float:
@@ -296,8 +327,11 @@ def make_fingerprint(card, training: Iterable[np.ndarray], held_out: Iterable[np
     quartiles = np.percentile(train_features, [25, 75], axis=0)  # a robust spread: normal-consistent IQR
     scale = np.maximum((quartiles[1] - quartiles[0]) / 1.349, SCALE_FLOOR)
     whitening = _whitening((train_features - center) / scale)
+    kept = train_features[spread(len(train_features), MAX_REFERENCE)]
+    reference = tuple(tuple(round(float(v), 4) for v in row) for row in ((kept - center) / scale) @ whitening.T)
     draft = DomainFingerprint(features=FEATURES, center=tuple(center), scale=tuple(scale),
-                              whitening=tuple(map(tuple, whitening)), threshold=1.0, window=window)
+                              whitening=tuple(map(tuple, whitening)), threshold=1.0, window=window,
+                              reference=reference, neighbours=NEIGHBOURS)
     scores = np.asarray([image_score(draft, image_features(card, image, 1.0, window)) for image in held_out])
     scores = scores[np.isfinite(scores)]
     if len(scores) < MIN_HELD_OUT:
@@ -315,7 +349,8 @@ def make_fingerprint(card, training: Iterable[np.ndarray], held_out: Iterable[np
     return DomainFingerprint(features=FEATURES, center=tuple(float(v) for v in center),
                              scale=tuple(float(v) for v in scale),
                              whitening=tuple(tuple(float(v) for v in row) for row in whitening),
-                             threshold=_rounded(threshold), window=window, calibration=calibration)
+                             threshold=_rounded(threshold), window=window, calibration=calibration,
+                             reference=reference, neighbours=NEIGHBOURS)
 
 
 # --- checking an image ----------------------------------------------------------------------------
@@ -334,7 +369,7 @@ def fingerprint_problem(card) -> str | None:
     fingerprint = card.domain
     if fingerprint is None:
         return None
-    if tuple(fingerprint.features) != FEATURES:
+    if tuple(fingerprint.features) != FEATURES or not fingerprint.reference:
         return "its fingerprint was made with other statistics (another napari-nanoscopy version)"
     return None
 
