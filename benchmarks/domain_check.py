@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
-from bundled_models import DATASETS  # noqa: E402
+from bundled_models import DATAMAP_SETS, DATASETS  # noqa: E402
 from fingerprints import (DATA, DEFAULT_HELD_OUT, HELD_OUT_COUNT, INPUT_FOLDER, LARGE_COUNT, LARGE_FIELD,  # noqa: E402
                           large_fields, simulated)
 
@@ -86,23 +86,32 @@ def real_sted() -> list[np.ndarray]:
     return [io.read_image(path).data.astype(np.float32) for path in files]
 
 
+def structure(name: str) -> tuple[str, int]:
+    """The simulated kind and size of a recipe dataset; for a real-structure mix, its synthetic kind's."""
+    if name in DATAMAP_SETS:
+        _, _, size, _, mix = DATAMAP_SETS[name]
+        return next(iter(mix)), size
+    kind, _, size, _ = DATASETS[name]
+    return kind, size
+
+
 def set_folders(name: str, work: Path) -> dict[str, list[tuple[Path, int]]]:
     """The simulated sets to score for model ``name``: label -> [(dataset folder, first image), ...]."""
     held_names = DATA[name][1]
     folders = {"in-domain (false alarms)": []}
     for held in held_names:
-        kind = DATASETS[held][0]
+        kind = "datamaps" if held in DATAMAP_SETS else DATASETS[held][0]
         calibrated = HELD_OUT_COUNT.get(kind, DEFAULT_HELD_OUT) // len(held_names)
-        extra = (30 if kind == "factin" else IN_DOMAIN) // len(held_names)  # factin: 128 px, slow to simulate
+        extra = (30 if kind in ("factin", "datamaps") else IN_DOMAIN) // len(held_names)  # 128 px, slow to simulate
         folders["in-domain (false alarms)"].append((simulated(held, calibrated + extra, work), calibrated))
-    kind, _, size, _ = DATASETS[held_names[-1]]
+    kind, size = structure(held_names[-1])
     if kind in LARGE_FIELD:  # larger fields after the calibration ones
         per = LARGE_COUNT // len(held_names)
         folders[f"in-domain {LARGE_FIELD[kind]}-px fields (false alarms)"] = [
             (large_fields(DATASETS[held][0], 1, 2 * per, work), per) for held in held_names]
     for label in CONDITIONS:
         folders[label] = [(shifted(kind, size, label, work), 0)]
-    own = {DATASETS[held][0] for held in held_names}
+    own = {structure(held)[0] for held in held_names}
     for other, other_name in OTHER_STRUCTURES.items():
         if other not in own:
             folders[f"structure: {other}"] = [(simulated(other_name, SHIFTED, work), 0)]

@@ -7,6 +7,7 @@ authors' code fills them):
 - the authors' axon U-Net (rings = softmax class 1 > 0.5),
 - the authors' dendrite U-Net, its rings channel (sigmoid > 0.25) on these axon images,
 - the bundled ``unet-live-factin`` (its rings output, card threshold),
+- the bundled ``unet-live-axons`` (trained on simulated axons only; rings, card threshold),
 - every model given with ``--model`` (its first class, or the class named ``rings``).
 
 Then the largest absolute difference between our probabilities and the authors' own outputs
@@ -105,6 +106,7 @@ def main() -> None:
         "authors' axon U-Net": Segmenter(str(args.data / "axon" / "network"), device="cpu"),
         "authors' dendrite U-Net (rings)": Segmenter(str(args.data / "dendrite" / "network"), device="cpu"),
         "unet-live-factin": Segmenter("unet-live-factin", device="cpu"),
+        "unet-live-axons": Segmenter("unet-live-axons", device="cpu"),
         **{model: Segmenter(model, device="cpu") for model in args.model},
     }
     table = dice_table(args.data, segmenters)

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import QApplication
 OUT = Path(__file__).parent / "screenshots"
 WINDOW = (1500, 920)
 TRAIN_STEPS = 40
+CYCLE_STEPS = 20  # tagan-cycle, paper-size networks on 128-px patches: about 7 s a step on the shared 2-core CPU
 LIVE_FRAMES = 6
 
 
@@ -181,13 +182,75 @@ def domain_screenshot() -> None:
     viewer.close()
 
 
+def cycle_screenshots(steps: int = CYCLE_STEPS) -> None:
+    """Train with tagan-cycle from layers (domain A: the simulated F-actin sample's STED; domain B: real
+    axonal STED), then Restore's Direction row translating the simulation A -> B with the package."""
+    from napari_nanoscopy._widgets.restore import RestoreWidget
+    from napari_nanoscopy._widgets.train import TrainWidget
+    from napari_nanoscopy.io import read_image
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon" / "images"
+    if not (real / "actin_1.tiff").is_file():
+        print(f"skipped train-cycle.png and translate.png: the real images are not in {real}")
+        return
+    viewer = napari.Viewer(title="napari-nanoscopy")
+    viewer.window._qt_window.resize(*WINDOW)
+    viewer.open_sample("napari-nanoscopy", "factin")
+    simulated = next(layer for layer in viewer.layers if role_of(layer) == "target")
+    simulated.name, simulated.visible = "simulated STED (domain A)", True
+    for layer in list(viewer.layers):
+        if layer is not simulated:
+            viewer.layers.remove(layer)
+    real_layers = [viewer.add_image(read_image(real / f"actin_{i}.tiff").data.astype("float32"), name=f"real actin_{i}",
+                                    scale=(20.0, 20.0), units=("nm", "nm"), colormap="gray") for i in (1, 2, 3)]
+    train = TrainWidget(viewer)
+    viewer.window.add_dock_widget(train, name="Train", area="right")
+    train.family_combo.setCurrentText("tagan-cycle")
+    train.cycle_sources.domain_a.use_layers([simulated])
+    train.cycle_sources.domain_b.use_layers(real_layers)
+    train.select_task_network("unet-live-factin")
+    train.steps_box.setValue(steps)
+    train.patch_box.setValue(128)
+    out = Path(tempfile.mkdtemp(prefix="nanoscopy-screenshots-")) / "sim-to-real"
+    train.output_edit.setText(str(out))
+    train.train()
+    wait(train)
+    if train.last_error:
+        raise SystemExit(f"Train (tagan-cycle) failed: {train.last_error}")
+    viewer.grid.shape, viewer.grid.enabled = (2, 2), True
+    caption(viewer, "A: simulated STED (top left)   B: real axonal STED, unpaired")
+    save(viewer, "train-cycle.png")
+    viewer.window.remove_dock_widget(train)
+
+    restore = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(restore, name="Restore", area="right")
+    restore.input_combo.set_layer(simulated)  # selects the sample's own model: choose the package after it
+    restore.select_model(str(out.resolve()))
+    restore.samples_box.setValue(1)
+    restore.run()
+    wait(restore)
+    if restore.last_error:
+        raise SystemExit(f"Translate failed: {restore.last_error}")
+    translated = next(layer for layer in viewer.layers if role_of(layer) == "translated")
+    for position, layer in enumerate((simulated, translated, real_layers[0])):  # the grid fills in this order
+        viewer.layers.move(viewer.layers.index(layer), position)
+    for layer in viewer.layers:
+        layer.visible = layer in (simulated, translated, real_layers[0])
+    viewer.grid.shape = (1, 3)
+    caption(viewer, f"simulated (A)   |   translated A → B, {steps} steps   |   real (B)")
+    save(viewer, "translate.png")
+    viewer.close()
+
+
 def main() -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Capture docs/screenshots/ from a real napari viewer.")
     parser.add_argument("--skip-train", action="store_true", help="keep the existing train.png (training is slow)")
-    parser.add_argument("--only", choices=("segment", "domain"), help="capture only this screenshot")
+    parser.add_argument("--only", choices=("segment", "domain", "cycle"), help="capture only this screenshot")
     args = parser.parse_args()
+    if args.only == "cycle" or (args.only is None and not args.skip_train):
+        cycle_screenshots()
     if args.only in (None, "segment"):
         segment_screenshot()
     if args.only in (None, "domain"):

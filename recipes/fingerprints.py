@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundled_models import DATASETS, MIXTURES  # noqa: E402
+import bundled_models  # noqa: E402
+from bundled_models import DATAMAP_SETS, DATASETS, MIXTURES  # noqa: E402
 
 from napari_nanoscopy.fingerprint import fingerprint_model, summary  # noqa: E402
 from napari_nanoscopy.packages import CARD_FILE, bundled_model_names, bundled_models_dir  # noqa: E402
@@ -36,31 +37,49 @@ DATA = {
     "wang-beads": (["beads_train"], ["beads_test"]),
     "tcan-filaments": (MIXTURES["beads_fil_train"], ["beads_test", "fil_test"]),
     "unet-live-factin": (["factin_train"], ["factin_test"]),
-    "tagan-factin": (["factin_train"], ["factin_test"]),
-    "pix2pix-factin": (["factin_train"], ["factin_test"]),
-    "tagan-live-factin": (["factin_train"], ["factin_test"]),
+    # real-structure datamaps and synthetic dendrites, half each (the calibration set: seed 1 of the same mix)
+    "tagan-factin": (["factin_real_train"], ["factin_real_calibration"]),
+    "pix2pix-factin": (["factin_real_train"], ["factin_real_calibration"]),
+    "tagan-live-factin": (["factin_real_train"], ["factin_real_calibration"]),
+    "unet-live-axons": (["axons_train"], ["axons_test"]),
 }
 # Images simulated per dataset (the first of the recipe's; factin images are 128 px and slow).
-TRAINING_COUNT = {"factin": 120, "twolabel": 80}
-HELD_OUT_COUNT = {"factin": 30}
+TRAINING_COUNT = {"factin": 120, "twolabel": 80, "axons": 150, "datamaps": 120}  # axons: the whole 224-px training set
+HELD_OUT_COUNT = {"factin": 30, "axons": 30, "datamaps": 30}
 DEFAULT_TRAINING, DEFAULT_HELD_OUT = 200, 80
 # kind -> the side of the larger fields added to its 64-pixel crops, and how many of them (training and held out)
 LARGE_FIELD = {"nanodomains": 128, "beads": 128, "filaments": 128}
 LARGE_COUNT = 30
 # unet-live segments STED images: its inputs are the pairs' targets
-INPUT_FOLDER = {"unet-live-factin": "target"}
+INPUT_FOLDER = {"unet-live-factin": "target", "unet-live-axons": "target"}
+
+
+def kind_and_seed(name: str) -> tuple[str, int]:
+    """A recipe dataset's kind (``datamaps`` for real-structure sets) and seed."""
+    if name in DATAMAP_SETS:
+        return "datamaps", DATAMAP_SETS[name][3]
+    kind, _, _, seed = DATASETS[name]
+    return kind, seed
 
 
 def simulated(name: str, count: int, work: Path) -> Path:
     """The first ``count`` images of the recipe's dataset ``name`` (its kind, size and seed)."""
     from napari_nanoscopy.simulation import simulate_dataset
 
-    kind, _, size, seed = DATASETS[name]
     out = work / f"{name}_first{count}"
     if (out / "dataset.json").is_file():
         return out
     if out.exists():
         shutil.rmtree(out)  # an interrupted simulation: start it again
+    if name in DATAMAP_SETS:  # the recipe's whole set (its samples depend on its size), then its first images
+        whole = bundled_models.simulate(name, work)
+        for folder in ("input", "target"):
+            (out / folder).mkdir(parents=True)
+            for image in sorted((whole / folder).glob("*.tif"))[:count]:
+                (out / folder / image.name).hardlink_to(image)
+        shutil.copyfile(whole / "dataset.json", out / "dataset.json")
+        return out
+    kind, _, size, seed = DATASETS[name]
     print(f"simulating {out.name}: {count} x {kind} {size} px, seed {seed}", flush=True)
     return simulate_dataset(kind, n=count, size=size, seed=seed, out_dir=out)
 
@@ -69,7 +88,7 @@ def gathered(names: list[str], counts: dict[str, int], default: int, folder: str
     """One folder of the ``folder`` images of the datasets ``names`` (copies, prefixed with their dataset)."""
     into.mkdir()
     for name in names:
-        kind, _, _, seed = DATASETS[name]
+        kind, seed = kind_and_seed(name)
         count = counts.get(kind, default) // len(names)
         sources = [simulated(name, count, work)]
         if kind in LARGE_FIELD:
@@ -105,10 +124,10 @@ def fingerprint(name: str, work: Path, install: bool) -> None:
         data = gathered(training, TRAINING_COUNT, DEFAULT_TRAINING, folder, work, scratch / "training")
         held = gathered(held_out, HELD_OUT_COUNT, DEFAULT_HELD_OUT, folder, work, scratch / "held_out")
         out = scratch / name
-        kind = DATASETS[training[0]][0]
+        kind, seed = kind_and_seed(training[0])
         large = f" and {LARGE_FIELD[kind]}-px fields of the same kind" if kind in LARGE_FIELD else ""
         source = (f"recipes/fingerprints.py: {count(data)} images, the first of {' + '.join(training)} (seed "
-                  f"{DATASETS[training[0]][3]}){large}; held out: {count(held)} of {' + '.join(held_out)} (seed 1){large}")
+                  f"{seed}){large}; held out: {count(held)} of {' + '.join(held_out)} (seed 1){large}")
         card = fingerprint_model(name, data, out, held_out=held, source=source)
         print(summary(card, out).replace(str(out), name), flush=True)
         if install:

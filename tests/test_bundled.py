@@ -21,6 +21,7 @@ EXPECTED = [
     "tagan-live-factin",
     "tagan-nanodomains",
     "tcan-filaments",
+    "unet-live-axons",
     "unet-live-factin",
     "wang-beads",
 ]

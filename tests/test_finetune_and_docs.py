@@ -28,7 +28,7 @@ SIZE = 64  # the smallest field a bundled TA-GAN discriminator takes as a patch
 def simulated(tmp_path_factory):
     """Two tiny pySTED pairs per kind, made the way a user makes training data."""
     root = tmp_path_factory.mktemp("simulated")
-    return {kind: simulate_dataset(kind, n=2, size=SIZE, seed=0, out_dir=root / kind) for kind in ("factin", "twolabel")}
+    return {kind: simulate_dataset(kind, n=2, size=SIZE, seed=0, out_dir=root / kind) for kind in ("factin", "twolabel", "nanodomains")}
 
 
 def _parameters(network) -> dict:
@@ -47,7 +47,7 @@ def _assert_started_from(tuned, source, lr: float) -> None:
 
 @pytest.mark.parametrize(
     "family, model, kind",
-    [("pix2pix", "pix2pix-factin", "factin"), ("l2l", "l2l-twolabel", "twolabel"), ("tagan", "tagan-factin", "factin")],
+    [("pix2pix", "pix2pix-factin", "factin"), ("l2l", "l2l-twolabel", "twolabel"), ("tagan", "tagan-nanodomains", "nanodomains")],
 )
 def test_cli_fine_tunes_a_bundled_model_with_its_architecture_and_weights(family, model, kind, simulated, tmp_path,
                                                                           capsys):
@@ -78,10 +78,10 @@ def test_fine_tuning_refuses_a_contradicting_architecture_before_any_work(simula
         "fine-tuning keeps the package's architecture, so leave it out of generator_kwargs."
     )
     with pytest.raises(NanoscopyError) as refusal:
-        train("tagan", factin, tmp_path / "b", steps=1, patch=SIZE, init_from="tagan-factin",
+        train("tagan", simulated["nanodomains"], tmp_path / "b", steps=1, patch=SIZE, init_from="tagan-nanodomains",
               task={"network": "unet128", "kwargs": {"ngf": 32}})
     assert str(refusal.value) == (
-        "The task network of tagan-factin differs from this run's in network (resnet6 in the package, unet128 "
+        "The task network of tagan-nanodomains differs from this run's in network (resnet6 in the package, unet128 "
         "given), ngf (16 in the package, 32 given); fine-tuning keeps the package's architecture, so leave them "
         "out of task."
     )
@@ -109,7 +109,14 @@ def test_train_widget_fine_tunes_the_model_chosen_in_start_from(make_napari_view
     widget.family_combo.setCurrentText("pix2pix")
     offered = [widget.start_combo.itemText(i) for i in range(widget.start_combo.count())]
     assert offered == ["", "pix2pix-factin", "pix2pix-nanodomains"]  # a new model, or the family's bundled ones
+    assert widget.steps_box.value() == 2000
     widget.start_combo.setCurrentText("pix2pix-factin")
+    assert widget.steps_box.value() == 200  # fine-tuning on a few pairs: a tenth of the steps
+    widget.start_combo.setCurrentText("")
+    assert widget.steps_box.value() == 2000
+    widget.steps_box.setValue(700)  # a number the user chose stays
+    widget.start_combo.setCurrentText("pix2pix-factin")
+    assert widget.steps_box.value() == 700
     widget.source_combo.setCurrentIndex(1)
     widget.folder_edit.setText(str(simulated["factin"]))
     widget.steps_box.setValue(1)

@@ -24,6 +24,7 @@ from napari_nanoscopy.simulation import (
     simulate_dataset,
     twolabel,
 )
+from napari_nanoscopy.simulation.axons import axons
 
 GENERATORS = {
     "beads": lambda seed: beads(64, seed=seed),
@@ -31,6 +32,7 @@ GENERATORS = {
     "factin": lambda seed: factin(64, seed=seed),
     "filaments": lambda seed: filaments(64, seed=seed),
     "twolabel": lambda seed: twolabel(64, seed=seed),
+    "axons": lambda seed: axons(64, seed=seed),
 }
 
 

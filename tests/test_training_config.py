@@ -177,7 +177,7 @@ def test_the_train_widget_takes_its_choices_ranges_and_defaults_from_the_config(
 
     widget = TrainWidget(make_napari_viewer())
     combo = widget.family_combo
-    assert [combo.itemText(index) for index in range(combo.count())] == list(TRAINING_FAMILIES)
+    assert [combo.itemText(index) for index in range(combo.count())] == list(TRAINING_FAMILIES) + ["tagan-cycle"]
     assert (widget.steps_box.minimum(), widget.steps_box.maximum()) == bounds("steps")
     assert (widget.patch_box.maximum(), widget.batch_box.maximum()) == (MAX_PATCH, MAX_BATCH)
     combo.setCurrentText("wang")

@@ -96,11 +96,16 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulation import simulate_dataset
+    from .datamap_cli import simulate_datamaps
+    from .simulation import conditions_or_standard, simulate_dataset
+
+    if args.kind == "datamaps" or args.datamaps or args.mix:
+        return simulate_datamaps(args, _Progress(f"simulating {args.kind}"))
 
     out = simulate_dataset(
         args.kind, n=args.n, size=args.size, seed=args.seed, out_dir=args.out,
         progress=_Progress(f"simulating {args.kind}"), localisation=args.localisation,
+        conditions=conditions_or_standard(args.conditions),
     )
     print(f"wrote {args.n} {args.kind} samples to {out}")
     return 0
@@ -176,7 +181,7 @@ def _export_bmz(args: argparse.Namespace) -> int:
         while test_image.ndim > 3 or (test_image.ndim == 3 and "C" not in image.axes):
             test_image = test_image[0]  # the first plane of a stack
     out = export_bmz(args.model, args.out, test_image=test_image, authors=args.author or None,
-                     license=args.license, overwrite=args.overwrite)
+                     license=args.license, overwrite=args.overwrite, direction=args.direction)
     print(f"wrote bioimage.io model {out}")
     return 0
 
@@ -205,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The order here is the order `--help` lists the commands in.
     for add_command in (_add_restore_parser, _add_segment_parser, _add_translate_parser, _add_simulate_parser, _add_train_parser, _add_import_csbdeep_parser,
                         _add_import_unet_parser,
-                        _add_evaluate_parser, _add_fingerprint_parser, _add_export_bmz_parser, _add_live_parser,
+                        _add_evaluate_parser, _add_fingerprint_parser, _add_datamap_parser, _add_export_bmz_parser, _add_live_parser,
                         _add_bench_parser,
                         _add_models_parser):
         add_command(commands)
@@ -266,9 +271,10 @@ def _add_simulate_parser(commands) -> None:
         "simulate",
         help="simulate paired confocal/STED training data with pySTED",
         description="Simulate N structures of KIND, image them with pySTED under the standard conditions "
-        "and write input/ target/ task/ truth/ TIFFs and dataset.json to --out.",
+        "(or those of --conditions) and write input/ target/ task/ truth/ TIFFs and dataset.json to --out.",
     )
-    simulate.add_argument("kind", choices=KINDS, help="the structure to simulate")
+    simulate.add_argument("kind", choices=(*KINDS, "datamaps"), help="the structure to simulate; datamaps: real "
+                          "structures from --datamaps")
     simulate.add_argument("--n", type=whole_number, default=100, help="number of samples (default 100)")
     simulate.add_argument("--size", type=whole_number, default=64, help="image size in pixels of 20 nm (default 64)")
     simulate.add_argument("--seed", type=whole_number, default=0, help="seed; the same seed gives the same files")
@@ -278,6 +284,11 @@ def _add_simulate_parser(commands) -> None:
         help="nanodomains only: the task map, the paper's cube root of the distance to the closest centre "
         "(default) or a 1-pixel Gaussian peak on each centre, which localisation networks learn faster",
     )
+    simulate.add_argument("--conditions", metavar="FILE|NAME", help="the microscope: a .yaml/.json condition "
+                          "file (merged over the standard set) or a shipped set, standard (default) or seed-live-cell")
+    from .datamap_cli import add_simulate_options
+
+    add_simulate_options(simulate)
     simulate.set_defaults(handler=_simulate)
 
 
@@ -360,6 +371,8 @@ def _add_export_bmz_parser(commands) -> None:
     bmz.add_argument("--author", action="append", help="author name (repeat for several)")
     bmz.add_argument("--license", default="CC-BY-4.0", help="SPDX license of the weights (default CC-BY-4.0)")
     bmz.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    bmz.add_argument("--direction", choices=("a2b", "b2a"), help="tagan-cycle models: the generator to export, "
+                     "a2b (default: domain A to B) or b2a (back)")
     bmz.set_defaults(handler=_export_bmz)
 
 
@@ -379,6 +392,12 @@ def _add_fingerprint_parser(commands) -> None:
     from .fingerprint_cli import add_parser
 
     add_parser(commands)
+
+
+def _add_datamap_parser(commands) -> None:
+    from .datamap_cli import add_parser
+
+    add_parser(commands, progress_factory=_Progress)
 
 
 def _add_live_parser(commands) -> None:

@@ -17,7 +17,7 @@ Task metrics follow the dataset's kind:
   Recall is also given apart for nanodomains within 80 nm of another (about the STED FWHM)
   and for those more than 120 nm from any other, which tells missed resolution from missed
   or misplaced isolated nanodomains;
-- ``factin``: Dice of the model's segmentation (rings, fibres) against the true masks;
+- ``factin``, ``axons``: Dice of the model's segmentation (rings, fibres; axons: rings) against the true masks;
 - ``beads``: FWHM of isolated beads from 2D Gaussian fits (``analysis.fwhm``);
 - ``twolabel``: PSNR and SSIM against the clean structure as the microscope images it with a
   perfect label (the structure convolved with the noise-free confocal PSF), and the
@@ -406,7 +406,7 @@ def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_si
                 if group.any():
                     row[f"recall {label} nm apart"] = float(found[group].mean())
             evaluation.notes.setdefault("detection_threshold_rel", {})[name] = thresholds
-    elif kind == "factin":
+    elif kind in ("factin", "axons"):  # axons: one class, the lattice regions
         masks = [item.task > 0 for item in items]
         names = list(card.task.outputs) if card.task is not None else [f"channel {c}" for c in range(masks[0].shape[0])]
         for row_name, stack in segmentations.items():

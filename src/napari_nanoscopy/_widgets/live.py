@@ -37,7 +37,8 @@ from ..inference import PRECISIONS
 from ..live.connection import ADAPTERS, AdapterSettings, make_adapter
 from ..live.policies import DEFAULT_THRESHOLDS, POLICIES
 from ..live.runner import FinishReason, RunState
-from ..live.settings import DEFAULT_GENERATOR, DEFAULT_SEGMENTER, REFERENCES, LiveSettings
+from ..live.settings import (DEFAULT_GENERATOR, DEFAULT_SEGMENT_CLASS, DEFAULT_SEGMENTER, REFERENCES, LiveSettings,
+                             bundled_live_segmenters)
 from ._common import Job, note_label, notify_error, notify_info
 from ._plot import PlotWidget
 
@@ -77,6 +78,9 @@ class LiveWidget(QWidget):
         self.frames_box = _spin(1, 10_000, 15)
         self.stimulus_box = _spin(0, 10_000, 5)
         self.seed_box = _spin(0, 2**31 - 1, 0)
+        self.conditions_edit = QLineEdit()
+        self.conditions_edit.setPlaceholderText("standard")
+        self.conditions_edit.setToolTip("standard, seed-live-cell or a .yaml/.json condition file (docs/simulation.md)")
         self.config_edit = QLineEdit()
         self.config_edit.setPlaceholderText("Micro-Manager .cfg (pymmcore)")
         self.connect_button = QPushButton("Connect")
@@ -112,7 +116,7 @@ class LiveWidget(QWidget):
         self.max_sted_box = _spin(0, 10_000, 0)
         self.max_sted_box.setSpecialValueText("no cap")
         self.generator_edit = QLineEdit(DEFAULT_GENERATOR)
-        self.segmenter_edit = QLineEdit(DEFAULT_SEGMENTER)
+        self._make_segmenter_choice()
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder for the session (default: a temporary one)")
         browse = QPushButton("Browse…")
@@ -144,6 +148,7 @@ class LiveWidget(QWidget):
         form.addRow("Field (simulator)", self.size_box)
         form.addRow("Frames", self.frames_box)
         form.addRow("Stimulus frame (simulator)", self.stimulus_box)
+        form.addRow("Conditions (simulator)", self.conditions_edit)
         form.addRow("Seed", self.seed_box)
         form.addRow("Configuration", self.config_edit)
         form.addRow(self.connect_button)
@@ -159,7 +164,8 @@ class LiveWidget(QWidget):
         form.addRow("ROI", self.roi_box)
         form.addRow("Max full STED", self.max_sted_box)
         form.addRow("TA-GAN Live model", self.generator_edit)
-        form.addRow("U-Net-Live model", self.segmenter_edit)
+        form.addRow("U-Net-Live model", self.segmenter_combo)
+        form.addRow("Segment class", self.segment_class_combo)
         out_row = QHBoxLayout()
         out_row.addWidget(self.out_edit, 1)
         out_row.addWidget(browse)
@@ -184,6 +190,7 @@ class LiveWidget(QWidget):
             self.adapter = make_adapter(AdapterSettings(
                 kind=self.adapter_combo.currentText(), frames=frames, stimulus_frame=min(self.stimulus_box.value(), frames),
                 size=self.size_box.value(), seed=self.seed_box.value(), mm_config=self.config_edit.text().strip() or None,
+                conditions=self.conditions_edit.text().strip() or None,
             ))
         except NanoscopyError as error:
             self.last_error = notify_error(error, "Connecting")
@@ -213,6 +220,32 @@ class LiveWidget(QWidget):
 
     # -- running ------------------------------------------------------------------------------
 
+    def _make_segmenter_choice(self) -> None:
+        """The bundled U-Net-Live models to pick from (or a typed name, folder or .zip) and the class to watch."""
+        self._segmenter_classes = bundled_live_segmenters()
+        self.segmenter_combo = QComboBox()
+        self.segmenter_combo.setEditable(True)
+        self.segmenter_combo.addItems(sorted(self._segmenter_classes))
+        self.segmenter_combo.setToolTip("unet-live-factin: dendrites, rings and fibres (the paper's); "
+                                        "unet-live-axons: axons, rings only, trained on simulations (docs/live.md)")
+        self.segmenter_edit = self.segmenter_combo.lineEdit()
+        self.segmenter_edit.setText(DEFAULT_SEGMENTER)
+        self.segment_class_combo = QComboBox()
+        self.segment_class_combo.setEditable(True)
+        self.segment_class_combo.addItems(self._segmenter_classes.get(DEFAULT_SEGMENTER, [DEFAULT_SEGMENT_CLASS]))
+        self.segment_class_combo.setCurrentText(DEFAULT_SEGMENT_CLASS)
+        self.segmenter_combo.currentTextChanged.connect(self._segmenter_changed)
+
+    def _segmenter_changed(self, name: str) -> None:
+        # a bundled segmenter offers its own classes; the watched one stays where that segmenter has it
+        classes = self._segmenter_classes.get(name.strip())
+        if not classes:
+            return
+        watched = self.segment_class_combo.currentText()
+        self.segment_class_combo.clear()
+        self.segment_class_combo.addItems(classes)
+        self.segment_class_combo.setCurrentText(watched if watched in classes else classes[0])
+
     def _policy_changed(self, policy: str) -> None:
         # each policy's score has its own scale: start from that policy's default threshold
         self.threshold_box.setValue(DEFAULT_THRESHOLDS[policy])
@@ -225,7 +258,8 @@ class LiveWidget(QWidget):
             reference=self.reference_combo.currentText() if self.reference_combo.isEnabled() else "sted",
             samples=self.samples_box.value(), disparity=self.disparity_combo.currentText(),
             patch=self.patch_box.value(), roi=self.roi_box.value(), generator=self.generator_edit.text().strip(),
-            segmenter=self.segmenter_edit.text().strip(), seed=self.seed_box.value(),
+            segmenter=self.segmenter_edit.text().strip(), segment_class=self.segment_class_combo.currentText().strip(),
+            seed=self.seed_box.value(),
             precision=self.precision_combo.currentText(), compile=self.compile_box.isChecked(),
         )
 

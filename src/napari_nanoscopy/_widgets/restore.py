@@ -2,6 +2,8 @@
 
 Everything heavy (loading the model, restoring) runs in a napari worker thread through the
 one ``Restorer``; the GUI thread only reads the layer, and adds or updates result layers.
+A translation model (``tagan-cycle``, a card with a ``cycle`` section) shows a *Direction* row:
+A → B runs its generator, B → A its reverse one (:func:`~napari_nanoscopy.translation.translation_model`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QLabel, QSpinBox
 
 from .. import __version__
@@ -68,6 +71,14 @@ class RestoreWidget(ModelJobWidget):
             "1 = one deterministic pass."
         )
         self.tile_box.setToolTip("Tile core size at the model's pixel size (tiles overlap and are blended seamlessly)")
+        self.direction_label = QLabel("Direction")
+        self.direction_combo = QComboBox()
+        self.direction_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.direction_combo.setMinimumContentsLength(14)  # long domain names must not widen the dock
+        self.direction_combo.addItem("A → B", "a2b")
+        self.direction_combo.addItem("B → A", "b2a")
+        self.direction_combo.setToolTip("A translation model (tagan-cycle) translates domain A images into domain B "
+                                        "(its generator) or domain B images back into domain A (its reverse generator)")
 
     def _make_run_controls(self) -> None:
         self._make_job_controls("Restore")
@@ -77,6 +88,7 @@ class RestoreWidget(ModelJobWidget):
 
     def _lay_out(self) -> None:
         form = self._model_form()
+        form.addRow(self.direction_label, self.direction_combo)
         self.channel_label = QLabel("Channel axis")
         form.addRow(self.channel_label, self.channel_combo)
         form.addRow("MC samples", self.samples_box)
@@ -89,6 +101,7 @@ class RestoreWidget(ModelJobWidget):
     def _connect(self) -> None:
         self._connect_models()
         self.input_combo.layer_changed.connect(self._layer_changed)
+        self.direction_combo.currentIndexChanged.connect(lambda _: (self.input_combo.refresh(), self._update_channel_axes()))
 
     def _pick_sample_input(self) -> None:
         """Select an opened sample's input layer, if there is one, and show the chosen layer's settings."""
@@ -104,15 +117,34 @@ class RestoreWidget(ModelJobWidget):
         task = f"; segments {', '.join(card.task.outputs)}" if card.task is not None else ""
         inputs = ", ".join(card.input_channels)
         self.model_info.setText(f"{card.family} · {pixel} · in: {inputs}{task}\n{card.description}")
+        self._show_directions(card.cycle)
         self.samples_box.setValue(card.default_samples)
         self.input_combo.refresh()
         self._update_channel_axes()
+
+    def _show_directions(self, cycle) -> None:
+        """The Direction row, named by the domains, for a translation model only (others restore: A → B)."""
+        for widget in (self.direction_label, self.direction_combo):
+            widget.setVisible(cycle is not None)
+        if cycle is None:
+            self.direction_combo.setCurrentIndex(0)
+            return
+        for index, text in enumerate((f"A → B ({cycle.domain_a} → {cycle.domain_b})",
+                                      f"B → A ({cycle.domain_b} → {cycle.domain_a})")):
+            self.direction_combo.setItemText(index, text)
+            self.direction_combo.setItemData(index, text, Qt.ItemDataRole.ToolTipRole)  # the combo may elide it
+
+    def direction(self) -> str:
+        """The chosen direction: "a2b" (the model's generator, what every model runs) or "b2a"."""
+        return self.direction_combo.currentData()
 
     # -- input layer -------------------------------------------------------------------------
 
     def _in_channels(self) -> int:
         entry = self.selected_entry()
-        return len(entry.card.input_channels) if entry is not None else 1
+        if entry is None:
+            return 1
+        return len(entry.card.output_channels if self.direction() == "b2a" else entry.card.input_channels)
 
     def _accepts_layer(self, layer) -> bool:
         """Image layers (not RGB); for a multichannel model only those with an axis of that length."""
@@ -174,8 +206,9 @@ class RestoreWidget(ModelJobWidget):
             return None
         parameters = self.parameters()
         device = self.device_combo.currentText()
+        direction = self.direction()
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data  # read in the worker (dask, zarr)
-        key = (entry.source, device)
+        key = (entry.source, device, direction)
         restorers = self._engines
         package = self._packages.get(entry.source)
 
@@ -185,7 +218,12 @@ class RestoreWidget(ModelJobWidget):
 
             restorer = restorers.get(key)
             if restorer is None:
-                restorer = Restorer(package if package is not None else entry.source, device=device)
+                model = package if package is not None else entry.source
+                if direction != "a2b":
+                    from ..translation import translation_model
+
+                    model = translation_model(model, direction)  # says so when the model translates nothing back
+                restorer = Restorer(model, device=device)
                 restorers[key] = restorer
             result = restore_array(  # in memory, or block by block for a lazy layer too large for memory
                 restorer, data, progress=lambda done, total: progress(done, total, None), should_cancel=should_cancel,
@@ -198,7 +236,7 @@ class RestoreWidget(ModelJobWidget):
             self.last_result = result
             self._succeeded = True
             try:
-                self._show_results(layer, entry, restorer, result, parameters)
+                self._show_results(layer, entry, restorer, result, parameters, direction)
             except Exception as error:  # never let a display problem escape into napari's event loop
                 self._failed("Showing the results")(error)
 
@@ -211,6 +249,8 @@ class RestoreWidget(ModelJobWidget):
         what = f"{planes} planes of " if planes > 1 else ""
         self._planes = planes
         self._running_text = f"Restoring {what}'{layer.name}' with {entry.card.name}"
+        if entry.card.cycle is not None:
+            self._running_text = f"Translating {what}'{layer.name}' {self.direction_combo.currentText()} with {entry.card.name}"
         if parameters["pixel_size_nm"] is None and entry.card.pixel_size_nm:  # recorded as assumed, too
             self._running_text += f" at its {entry.card.pixel_size_nm:g} nm pixels (assumed: the layer has none)"
         self._set_status(self._running_text + "…")
@@ -232,7 +272,7 @@ class RestoreWidget(ModelJobWidget):
 
     # -- results -----------------------------------------------------------------------------
 
-    def _show_results(self, layer, entry: ModelEntry, restorer, result, parameters) -> None:
+    def _show_results(self, layer, entry: ModelEntry, restorer, result, parameters, direction: str = "a2b") -> None:
         card = restorer.card
         geometry = result_geometry(layer, parameters["channel_axis"])
         provenance = {
@@ -251,9 +291,13 @@ class RestoreWidget(ModelJobWidget):
         }
         if parameters["pixel_size_nm"]:
             provenance["pixel_size_nm"] = parameters["pixel_size_nm"]
+        role = "restored"
+        if card.cycle is not None:  # a translation: which way, between which domains
+            role = "translated"
+            provenance["translation"] = {"direction": direction, "from": card.cycle.domain_a, "to": card.cycle.domain_b}
         model = card.name
         shown = []
-        restored = put_result(self.viewer, "image", layer, "restored", model, result.mean, provenance, geometry(result.mean),
+        restored = put_result(self.viewer, "image", layer, role, model, result.mean, provenance, geometry(result.mean),
                                    colormap=layer.colormap.name if hasattr(layer, "colormap") else "gray")
         shown.append(restored)
         if result.uncertainty is not None:

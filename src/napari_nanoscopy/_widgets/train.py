@@ -5,6 +5,8 @@ model (its architecture and weights). *Stop* writes a checkpoint (``<output>.che
 *Resume* continues it exactly. The finished package is added to every *Restore* widget's model list.
 For the families that take one, *Task network* picks a frozen segmenting model that scores the
 generator instead of a task network trained on task labels (``TrainingConfig.task_network``).
+``tagan-cycle`` trains on two unpaired domains instead of pairs, each a folder or a set of image
+layers (``_train_sources``), against the frozen task network of domain A.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import NanoscopyError
-from ..training import TRAINING_FAMILIES, TrainingConfig, command_line_options, family_settings
+from ..training import ALL_TRAINING_FAMILIES, UNPAIRED_FAMILIES, TrainingConfig, command_line_options, family_settings
 from ..training.config import FROZEN_TASK_FAMILIES, bounds
 from ._common import (Job, LayerCombo, is_image, is_labels, layer_pixel_size_nm, note_label, notify_error, notify_info,
                       show_progress)
 from ._plot import PlotWidget
 from ._registry import REGISTRY
 from ._model_job import device_choices
+from ._train_sources import CycleSources
 
 FAMILY_NOTES = {
     "l2l": "label2label / CARE U-Net: input → target, no discriminator (fast; good first choice)",
@@ -50,8 +53,12 @@ FAMILY_NOTES = {
     "pix2pix": "pix2pix baseline (TA-GAN generator, pixel loss)",
     "tcan": "TCAN: residual U-Net + Fourier channel attention, classifier GAN",
     "wang": "Wang et al. 2019: residual U-Net GAN",
+    "tagan-cycle": "TA-CycleGAN: unpaired translation A ↔ B; needs a task network that segments domain A",
 }
 NO_TASK_NETWORK = "none (train the family's own)"
+# Steps offered for a new model and for fine-tuning one: 200 steps on 4 pairs of another microscope recovered
+# 91 % of the gap to a model trained on 200 of its pairs (docs/training.md, benchmarks/few_pair_adaptation.py).
+NEW_MODEL_STEPS, FINE_TUNING_STEPS = 2000, 200
 PAIRS_SUFFIX = ".pairs"  # layer pairs are written beside the output, so that a resumed run finds them
 
 
@@ -112,6 +119,7 @@ class TrainWidget(QWidget):
         self.stopped = False
 
         self._build_source(napari_viewer)
+        self.cycle_sources = CycleSources(napari_viewer)
         output_row = self._build_settings()
         task_network_row = self._build_task_network()
 
@@ -129,8 +137,9 @@ class TrainWidget(QWidget):
         self.status = note_label()
 
         form = QFormLayout()
-        form.addRow("Pairs from", self.source_combo)
+        form.addRow(self.source_label, self.source_combo)
         form.addRow(self.source_pages)
+        form.addRow(self.cycle_sources)
         form.addRow("Family", self.family_combo)
         form.addRow("", self.family_note)
         form.addRow(self.task_network_label, task_network_row)
@@ -152,6 +161,7 @@ class TrainWidget(QWidget):
         layout.addWidget(self.status)
 
         self.family_combo.currentTextChanged.connect(self._family_changed)
+        self.start_combo.currentTextChanged.connect(self._start_changed)
         self.train_button.clicked.connect(lambda: self.train())
         self.resume_button.clicked.connect(lambda: self.train(resume=True))
         self.stop_button.clicked.connect(self.stop)
@@ -167,6 +177,7 @@ class TrainWidget(QWidget):
 
     def _build_source(self, napari_viewer) -> None:
         """Where the pairs come from: two (or three) layers, or a folder."""
+        self.source_label = QLabel("Pairs from")
         self.source_combo = QComboBox()
         self.source_combo.addItems(["Two layers", "Folder of pairs"])
         self.input_combo = LayerCombo(napari_viewer, is_image)
@@ -198,7 +209,7 @@ class TrainWidget(QWidget):
     def _build_settings(self) -> QHBoxLayout:
         """The family and the run's settings; returns the output path's row."""
         self.family_combo = QComboBox()
-        for family in TRAINING_FAMILIES:
+        for family in ALL_TRAINING_FAMILIES:
             self.family_combo.addItem(family)
             self.family_combo.setItemData(self.family_combo.count() - 1, FAMILY_NOTES.get(family, ""), Qt.ItemDataRole.ToolTipRole)
         self.family_combo.setCurrentText("l2l")
@@ -213,7 +224,7 @@ class TrainWidget(QWidget):
         # The ranges are TrainingConfig's own; 0 in patch and batch stands for the family's default.
         self.steps_box = QSpinBox()
         self.steps_box.setRange(*bounds("steps"))
-        self.steps_box.setValue(2000)
+        self.steps_box.setValue(NEW_MODEL_STEPS)
         self.steps_box.setSingleStep(100)
         self.patch_box = QSpinBox()
         self.patch_box.setRange(0, bounds("patch")[1])
@@ -276,7 +287,12 @@ class TrainWidget(QWidget):
         self.family_note.setText(f"{FAMILY_NOTES.get(family, '')}. {defaults.paper}.")
         self._list_start_models(family)
         for widget in (self.task_network_label, self.task_network_row):
-            widget.setVisible(family in FROZEN_TASK_FAMILIES)
+            widget.setVisible(family in FROZEN_TASK_FAMILIES + UNPAIRED_FAMILIES)
+        unpaired = family in UNPAIRED_FAMILIES
+        for widget in (self.source_label, self.source_combo, self.source_pages):
+            widget.setVisible(not unpaired)
+        self.cycle_sources.setVisible(unpaired)
+        self.start_combo.setEnabled(not unpaired)  # its networks start fresh
 
     @staticmethod
     def _bundled_cards() -> list:
@@ -288,6 +304,12 @@ class TrainWidget(QWidget):
         except Exception as error:  # a damaged bundled card must not take the widget down
             notify_error(error, "Listing the bundled models")
             return []
+
+    def _start_changed(self, text: str) -> None:
+        """Fine-tuning needs a tenth of the steps: swap the offered default (a number the user typed stays)."""
+        fine_tuning = bool(text.strip())
+        if self.steps_box.value() == (NEW_MODEL_STEPS if fine_tuning else FINE_TUNING_STEPS):
+            self.steps_box.setValue(FINE_TUNING_STEPS if fine_tuning else NEW_MODEL_STEPS)
 
     def _list_start_models(self, family: str) -> None:
         """Offer the bundled and session models that ``family`` can fine-tune (trained by that family)."""
@@ -332,7 +354,7 @@ class TrainWidget(QWidget):
 
     def task_network(self) -> str | None:
         """The frozen task network the run uses: None unless the family takes one and one is chosen."""
-        if self.family_combo.currentText() not in FROZEN_TASK_FAMILIES:
+        if self.family_combo.currentText() not in FROZEN_TASK_FAMILIES + UNPAIRED_FAMILIES:
             return None
         return self.task_network_combo.currentData()
 
@@ -382,15 +404,15 @@ class TrainWidget(QWidget):
         if path:
             self.output_edit.setText(path)
 
-    def config(self, data_dir: Path, out_path: Path, resume: bool) -> TrainingConfig:
+    def config(self, data_dir: Path, out_path: Path, resume: bool, domain_b: Path | None = None) -> TrainingConfig:
         """The run the widget's settings describe, checked before any pair is written."""
         steps = self.steps_box.value()
         return TrainingConfig(
             self.family_combo.currentText(), data_dir, out_path, steps=steps,
             patch=self.patch_box.value() or None, batch=self.batch_box.value() or None,
             device=self.device_combo.currentText(), resume=resume, name=self.name_edit.text().strip() or None,
-            init_from=self.start_combo.currentText().strip() or None, checkpoint_every=max(1, min(500, steps // 4)),
-            task_network=self.task_network(),
+            init_from=(self.start_combo.isEnabled() and self.start_combo.currentText().strip()) or None,
+            checkpoint_every=max(1, min(500, steps // 4)), task_network=self.task_network(), domain_b=domain_b,
         )
 
     # -- running -----------------------------------------------------------------------------
@@ -403,8 +425,12 @@ class TrainWidget(QWidget):
             if not out_text:
                 raise NanoscopyError("Choose where to save the model (Save to) before training.")
             out_path = Path(out_text).expanduser()
-            data_dir, write_pairs = self._prepare_data(out_path, resume)
-            config = self.config(data_dir, out_path, resume)
+            domain_b = None
+            if self.family_combo.currentText() in UNPAIRED_FAMILIES:
+                data_dir, domain_b, write_pairs = self.cycle_sources.prepare(out_path, resume, self.task_network())
+            else:
+                data_dir, write_pairs = self._prepare_data(out_path, resume)
+            config = self.config(data_dir, out_path, resume, domain_b)
         except NanoscopyError as error:
             self._failed(error)
             return None

@@ -12,11 +12,15 @@
 - test input and output tensors (``test_input.npy``, ``test_output.npy``), a cover image and a
   ``README.md``.
 
-What it writes must load back with :func:`.bmz.load_bmz`.
+What it writes must load back with :func:`.bmz.load_bmz`. A bioimage.io model is one network, so a
+translation package (``tagan-cycle``: two generators) is exported one direction at a time: its A -> B
+generator by default, its B -> A one with ``direction="b2a"``; the card written has no ``cycle``
+section (the package holds one generator) and ``config.napari-nanoscopy.translation`` names the direction.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import inspect
 import json
@@ -69,6 +73,11 @@ CITATIONS = {
     ),
 }
 CITATIONS["tagan-live"] = CITATIONS["tagan"]
+CYCLEGAN_CITATION = dict(
+    text="Zhu J.-Y., Park T., Isola P., Efros A. A. Unpaired image-to-image translation using cycle-consistent "
+    "adversarial networks. IEEE International Conference on Computer Vision (ICCV), 2223-2232 (2017).",
+    doi="10.1109/ICCV.2017.244",
+)
 CARE_CITATION = dict(
     text="Weigert M. et al. Content-aware image restoration: pushing the limits of fluorescence microscopy. "
     "Nature Methods 15, 1090-1097 (2018).",
@@ -261,7 +270,16 @@ def _write_cover(path: Path, test_input: np.ndarray, test_output: np.ndarray) ->
     Image.fromarray(np.concatenate([left, gap, right], axis=1)).resize((512, 256)).save(path)
 
 
-def _readme(card, halo: int, size_min: int, step: int) -> str:
+def _translation_note(translation: dict | None) -> str:
+    if translation is None:
+        return ""
+    other = "b2a" if translation["direction"] == "a2b" else "a2b"
+    return (f"\nThis package translates {translation['from']} images into {translation['to']} "
+            f"({translation['direction']}): one generator of a TA-CycleGAN translation model. Its other direction is "
+            f"exported with `napari-nanoscopy export-bmz MODEL OUT --direction {other}`.\n")
+
+
+def _readme(card, halo: int, size_min: int, step: int, translation: dict | None = None) -> str:
     citation = CITATIONS.get(card.family, {})
     pixel = f"{card.pixel_size_nm:g} nm" if card.pixel_size_nm else "not recorded (any pixel size)"
     output_units = (
@@ -290,7 +308,7 @@ def _readme(card, halo: int, size_min: int, step: int) -> str:
 - Input normalisation: `{json.dumps(card.input_normalizations()[0].to_dict())}`; {output_units}
 - Tiles: at least {size_min} pixels, in steps of {step}; the network's receptive radius is {halo} pixels
   (the declared halo).
-{tasks}
+{tasks}{_translation_note(translation)}
 Exported by napari-nanoscopy {__version__}. The whole model card is under
 `config.napari-nanoscopy` in rdf.yaml; napari-nanoscopy reads this package back with its
 Monte-Carlo dropout uncertainty (`napari-nanoscopy restore IN OUT --model this.zip --samples 10`).
@@ -328,6 +346,7 @@ def export_bmz(
     authors: list[str] | None = None,
     license: str = "CC-BY-4.0",
     overwrite: bool = False,
+    direction: str | None = None,
 ) -> Path:
     """Write ``model`` (a package, path or bundled name) as a bioimage.io model at ``out``.
 
@@ -335,11 +354,13 @@ def export_bmz(
     a folder. ``test_image`` (Y, X) or (C, Y, X), at the model's pixel size, becomes the test
     input (cropped to at most 128x128 pixels); by default a synthetic field of points and
     filaments is used. Written atomically: nothing appears at ``out`` unless the package is
-    complete and loads back.
+    complete and loads back. ``direction`` ("a2b", the default, or "b2a") picks the generator of
+    a translation (tagan-cycle) package; other models take none.
     """
     import yaml
 
     package = model if isinstance(model, ModelPackage) else load_model(model)
+    package, translation = _one_direction(package, direction)
     card = package.card
     target = _checked_target(card, out, overwrite)
     preprocessing, postprocessing = _preprocessing(card), _postprocessing(card)
@@ -365,7 +386,7 @@ def export_bmz(
             np.save(staging / "test_task.npy", task_out)
         _write_cover(staging / "cover.png", test_input, restored)
         (staging / "README.md").write_text(
-            _readme(card, geometry.halo, geometry.size_min, geometry.step), encoding="utf-8")
+            _readme(card, geometry.halo, geometry.size_min, geometry.step, translation), encoding="utf-8")
 
         def file(name: str) -> dict[str, str]:
             return {"source": name, "sha256": sha256_of(staging / name)}
@@ -376,10 +397,12 @@ def export_bmz(
             "name": _bmz_name(card.name),
             "description": (card.description or f"{card.family} model exported by napari-nanoscopy")[:1000],
             "authors": [{"name": name} for name in (authors or ["napari-nanoscopy"])],
-            "cite": [CITATIONS[card.family]] + ([CARE_CITATION] if card.family == "l2l" else []),
+            "cite": [CITATIONS[card.family]] + ([CARE_CITATION] if card.family == "l2l" else [])
+            + ([CYCLEGAN_CITATION] if translation else []),
             "license": license,
             "tags": ["napari-nanoscopy", card.family, "fluorescence-light-microscopy", "2d", "pytorch",
-                     "super-resolution" if card.family != "l2l" else "denoising", "nanoscopy"],
+                     "nanoscopy"] + (["image-translation", "domain-adaptation"] if translation else
+                                     ["super-resolution" if card.family != "l2l" else "denoising"]),
             "covers": [file("cover.png")],
             "documentation": file("README.md"),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
@@ -390,9 +413,32 @@ def export_bmz(
         }
         if card.pixel_size_nm:
             rdf["config"][CONFIG_KEY]["pixel_size_nm"] = card.pixel_size_nm
+        if translation:
+            rdf["config"][CONFIG_KEY]["translation"] = translation
         (staging / RDF_FILE).write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True), encoding="utf-8")
         load_bmz(staging, source=str(target))  # what we wrote must load back
     return target
+
+
+def _one_direction(package: ModelPackage, direction: str | None) -> tuple[ModelPackage, dict | None]:
+    """The package as the one network bioimage.io describes, and the translation it makes (None: not a
+    translation model): a tagan-cycle package's generator of ``direction``, its card without the cycle."""
+    from ..translation import DIRECTIONS, translation_model
+
+    card = package.card
+    if card.cycle is None:
+        if direction is not None:
+            raise NanoscopyError(f"The model '{card.name}' is not a translation (tagan-cycle) model and has one "
+                                 "direction; leave out direction (--direction).")
+        return package, None
+    direction = direction or DIRECTIONS[0]
+    chosen = translation_model(package, direction)
+    exported = copy.deepcopy(chosen.card)
+    translation = {"direction": direction, "from": exported.cycle.domain_a, "to": exported.cycle.domain_b}
+    exported.cycle = None  # the exported package holds this direction's generator only
+    exported.description = (f"{card.description} This package holds the {direction} generator: it translates "
+                            f"{translation['from']} images into {translation['to']}.").strip()
+    return ModelPackage(card=exported, generator=chosen.generator, task_network=None, source=chosen.source), translation
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from napari_nanoscopy.inference import PRECISIONS
 from napari_nanoscopy.live.connection import ADAPTERS, AdapterSettings, make_adapter
 from napari_nanoscopy.live.policies import POLICIES
 from napari_nanoscopy.live.runner import RunState
-from napari_nanoscopy.live.settings import DEFAULT_GENERATOR, DEFAULT_SEGMENTER, REFERENCES
+from napari_nanoscopy.live.settings import DEFAULT_GENERATOR, DEFAULT_SEGMENT_CLASS, DEFAULT_SEGMENTER, REFERENCES
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -48,7 +48,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
     live.add_argument("--patch", type=whole_number, default=100, help="STED patch / superpixel side in pixels (default 100)")
     live.add_argument("--roi", type=whole_number, default=300, help="central ROI side in pixels (default 300)")
     live.add_argument("--generator", default=DEFAULT_GENERATOR, help="TA-GAN Live model (name, folder or .zip)")
-    live.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="U-Net-Live model (name, folder or .zip)")
+    live.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="U-Net-Live model (name, folder or .zip): "
+                      "unet-live-factin (default, dendrites) or unet-live-axons (axons, rings only)")
+    live.add_argument("--segment-class", default=DEFAULT_SEGMENT_CLASS,
+                      help="the segmenter's class the decision watches (default fibres; unet-live-axons: rings)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     live.add_argument("--precision", choices=PRECISIONS, default="fp32",
                       help="fp32 (default) or bf16: both networks in bfloat16, faster where the CPU or GPU supports it")
@@ -63,6 +66,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     sim.add_argument("--size", type=whole_number, default=500, help="field of view in pixels (default 500)")
     sim.add_argument("--stimulus-frame", type=whole_number,
                      help="time point where remodelling starts (default 5, or --frames if fewer; = --frames for a control)")
+    sim.add_argument("--conditions", metavar="FILE|NAME", help="the simulated microscope: a .yaml/.json condition file "
+                     "or a shipped set, standard (default) or seed-live-cell (docs/simulation.md)")
     hw = live.add_argument_group("hardware")
     hw.add_argument("--arm", action="store_true", help="allow a hardware adapter to illuminate the sample")
     hw.add_argument("--mm-config", help="Micro-Manager configuration file (pymmcore)")
@@ -92,6 +97,7 @@ def adapter_settings(args: argparse.Namespace) -> AdapterSettings:
         kind=args.adapter, frames=args.frames, stimulus_frame=args.stimulus_frame, size=args.size, seed=args.seed,
         arm=args.arm, mm_config=args.mm_config, mm_group=args.mm_group, pixel_size_nm=args.pixel_size,
         confocal_config=args.confocal_config, sted_config=args.sted_config, timeout_s=args.timeout,
+        conditions=args.conditions,
     )
 
 
@@ -119,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         raise NanoscopyError("Give --out, a new folder to record the session in (or --read DIR to read one).")
     settings = LiveSettings(
         policy=args.policy, threshold=args.threshold, reference=args.reference, samples=args.samples, disparity=args.disparity,
-        patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter, device=args.device,
+        patch=args.patch, roi=args.roi, generator=args.generator, segmenter=args.segmenter,
+        segment_class=args.segment_class, device=args.device,
         precision=args.precision, compile=args.compile,
         seed=args.seed, initial_reference=not args.no_references, final_reference=not args.no_references,
         keep_extras=args.keep_extras,

@@ -29,6 +29,7 @@ class AdapterSettings:
     confocal_config: str = "Confocal"  # specpy: Imspector configurations
     sted_config: str = "STED"
     timeout_s: float | None = None  # watchdog per acquisition (None: the adapter's default)
+    conditions: str | None = None  # simulator: a condition file or shipped set's name (None: the standard set)
 
     def __post_init__(self):
         if self.kind not in ADAPTERS:
@@ -46,10 +47,11 @@ def make_adapter(settings: AdapterSettings) -> MicroscopeAdapter:
     """Connect the adapter ``settings`` describe."""
     if settings.kind == "simulator":
         from napari_nanoscopy.live.simulator import SimulatorAdapter
+        from napari_nanoscopy.simulation import conditions_or_standard
 
         stimulus = min(5, settings.frames) if settings.stimulus_frame is None else settings.stimulus_frame
         return SimulatorAdapter(settings.frames, stimulus, size=settings.size, seed=settings.seed,
-                                timeout_s=settings.timeout_s)
+                                conditions=conditions_or_standard(settings.conditions), timeout_s=settings.timeout_s)
     if settings.kind == "pymmcore":
         from napari_nanoscopy.live.pymmcore_adapter import PymmcoreAdapter
 

@@ -97,7 +97,8 @@ class TaganLiveEngine:
         if settings.segment_class not in outputs:
             raise NanoscopyError(
                 f"The segmenter '{segmenter_card.name}' segments {', '.join(outputs)}, not "
-                f"{settings.segment_class!r}; set segment_class to one of them."
+                f"{settings.segment_class!r}; set the segment class (segment_class, live --segment-class, the Live "
+                "widget's 'Segment class') to one of them."
             )
         class_index = outputs.index(settings.segment_class)
         # The generator's own task network is not needed: U-Net-Live segments the samples.

@@ -13,6 +13,7 @@ from napari_nanoscopy.live.policies import POLICIES, make_policy
 
 DEFAULT_GENERATOR = "tagan-live-factin"
 DEFAULT_SEGMENTER = "unet-live-factin"
+DEFAULT_SEGMENT_CLASS = "fibres"  # the paper watches the fibres of dendritic F-actin remodelling
 SEED_STRIDE = 100_003  # frame t draws its dropout masks from seed * SEED_STRIDE + 2 t (and + 1)
 # What the dice and area policies compare the synthetic segmentation with: the segmentation of the
 # last real STED (the paper), or the synthetic segmentation of the frame that STED was acquired at
@@ -32,7 +33,7 @@ class LiveSettings:
     roi: int = 300  # central ROI side, pixels (monitored, segmented, imaged by a triggered STED)
     generator: str = DEFAULT_GENERATOR  # TA-GAN Live model: bundled name, folder or .zip
     segmenter: str = DEFAULT_SEGMENTER  # U-Net-Live model
-    segment_class: str = "fibres"
+    segment_class: str = DEFAULT_SEGMENT_CLASS  # the segmenter's class the decision watches
     reference: str = "sted"  # dice and area: "sted" (the paper) or "synthetic" (see REFERENCES)
     device: str = "auto"
     precision: str = "fp32"  # "bf16": both networks in bfloat16 (about 1.7x faster where the CPU has it)
@@ -73,3 +74,11 @@ class LiveSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def bundled_live_segmenters() -> dict[str, list[str]]:
+    """The bundled U-Net-Live models a session can segment with, and the classes each segments."""
+    from napari_nanoscopy.formats import list_models  # reads the cards only, no weights
+
+    return {card.name: list(card.task.outputs) for card in list_models()
+            if card.training.get("method") == "unet-live" and card.task is not None}

@@ -27,10 +27,11 @@ from napari_nanoscopy.live.adapters import (
     MicroscopeAdapter,
     Region,
 )
-from napari_nanoscopy.simulation import STANDARD_CONDITIONS, FactinSeries, acquire, factin_series
+from napari_nanoscopy.simulation import PIXEL_SIZE_NM, STANDARD_CONDITIONS, FactinSeries, acquire, factin_series
 from napari_nanoscopy.simulation.series import follow_structure
 
-# Power caps of the simulated microscope: a few times the standard conditions.
+# Power caps of the simulated microscope: a few times the standard conditions (raised to a
+# condition file's own powers where they are higher).
 MAX_EXCITATION_W = 20e-6
 MAX_DEPLETION_W = 300e-3
 
@@ -59,21 +60,27 @@ class SimulatorAdapter(MicroscopeAdapter):
         min_patch: int = 16,
         timeout_s: float | None = None,
     ):
+        self.conditions = copy.deepcopy(dict(conditions))
+        pixel_size_nm = float(self.conditions["pixelsize"]) * 1e9
+        if round(pixel_size_nm, 6) != PIXEL_SIZE_NM:
+            raise NanoscopyError(
+                f"The simulated F-actin is drawn on {PIXEL_SIZE_NM:g} nm pixels, but the conditions' pixel size is "
+                f"{pixel_size_nm:g} nm; use a condition set with pixelsize {PIXEL_SIZE_NM * 1e-9:g} m for the simulator."
+            )
         rng = np.random.default_rng(seed)
         if series is None:
             series = factin_series(n_frames, stimulus_frame, seed=rng, size=size)
         elif not isinstance(series, FactinSeries):
             raise NanoscopyError("series must be a FactinSeries (from simulation.factin_series).")
         self.series = series
-        self.conditions = copy.deepcopy(dict(conditions))
-        pixel_size_nm = float(self.conditions["pixelsize"]) * 1e9
+        p_ex, p_sted, pdt = (float(self.conditions[key]) for key in ("p_ex", "p_sted", "pdt"))
         field_shape = tuple(int(n) for n in series.datamaps.shape[1:])
         capabilities = Capabilities(
             modalities=(CONFOCAL, STED),
             pixel_size_nm=round(pixel_size_nm, 6),
             field_shape=field_shape,
             min_patch=int(min_patch),
-            max_power_w={"excitation": MAX_EXCITATION_W, "depletion": MAX_DEPLETION_W},
+            max_power_w={"excitation": max(MAX_EXCITATION_W, p_ex), "depletion": max(MAX_DEPLETION_W, p_sted)},
             dwell_time_s=(1e-7, 1e-3),
             wavelengths_m={
                 "excitation": float(self.conditions["excitation"]["lambda_"]),
@@ -85,7 +92,6 @@ class SimulatorAdapter(MicroscopeAdapter):
                 f"(stimulus at {series.stimulus_frame}), {field_shape[0]}x{field_shape[1]} px"
             ),
         )
-        p_ex, p_sted, pdt = (float(self.conditions[key]) for key in ("p_ex", "p_sted", "pdt"))
         settings = {
             CONFOCAL: AcquisitionSettings(p_ex, 0.0, pdt),
             STED: AcquisitionSettings(p_ex, p_sted, pdt),

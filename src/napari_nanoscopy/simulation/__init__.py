@@ -9,6 +9,10 @@ from napari_nanoscopy.simulation.conditions import (
     acquire,
     acquire_pair,
     build_microscope,
+    condition_set_names,
+    conditions_or_standard,
+    load_conditions,
+    save_conditions,
 )
 from napari_nanoscopy.simulation.dataset import KINDS, SimulatedSample, simulate_dataset, simulate_sample
 from napari_nanoscopy.simulation.series import SeriesAcquisition, acquire_series
@@ -41,11 +45,15 @@ __all__ = [
     "acquire_series",
     "beads",
     "build_microscope",
+    "condition_set_names",
+    "conditions_or_standard",
     "factin",
     "factin_series",
     "filaments",
+    "load_conditions",
     "localisation_map",
     "nanodomains",
+    "save_conditions",
     "simulate_dataset",
     "simulate_sample",
     "twolabel",

@@ -28,7 +28,7 @@ import numpy as np
 
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.io import atomic_output, write_image
-from napari_nanoscopy.simulation import structures
+from napari_nanoscopy.simulation import axons, structures
 from napari_nanoscopy.simulation._validation import checked_count, checked_size, rng_from_seed
 from napari_nanoscopy.simulation.conditions import (
     PIXEL_SIZE_NM,
@@ -38,7 +38,7 @@ from napari_nanoscopy.simulation.conditions import (
     build_microscope,
 )
 
-KINDS = ("beads", "nanodomains", "factin", "filaments", "twolabel")
+KINDS = ("beads", "nanodomains", "factin", "filaments", "twolabel", "axons")
 
 FOLDERS = {
     "input": "confocal image, float32 photon counts (twolabel: weak label, confocal)",
@@ -58,9 +58,10 @@ TASKS = {
     "factin": "uint8 masks, channel 0 F-actin rings, channel 1 F-actin fibres",
     "filaments": "uint8 filament mask",
     "twolabel": "uint8 structure mask",
+    "axons": "uint8 mask, channel 0 the regions of the axons' periodic F-actin lattice (as experts annotate rings)",
 }
 
-_TASK_CHANNELS = {"factin": ["rings", "fibres"]}
+_TASK_CHANNELS = {"factin": ["rings", "fibres"], "axons": ["rings"]}
 _MAX_SAMPLES = 1_000_000
 
 
@@ -99,6 +100,7 @@ def simulate_sample(
         "nanodomains": structures.nanodomains,
         "factin": structures.factin,
         "filaments": structures.filaments,
+        "axons": axons.axons,
     }[kind]
     options = {"localisation": localisation} if kind == "nanodomains" else {}
     structure = generate(size, seed=rng, **options)
