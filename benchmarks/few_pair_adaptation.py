@@ -70,7 +70,7 @@ def first_pairs(source: Path, count: int, out: Path) -> Path:
 
 def trained(out: Path, **settings) -> tuple[Path, float]:
     """Train once (the package is kept in --work); returns its path and the minutes it took."""
-    timing = out.with_suffix(".minutes")
+    timing = out.parent / f"{out.name}.minutes"
     if not out.is_dir():
         start = time.perf_counter()
         train(out_path=out, **settings)
