@@ -33,7 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
-from bundled_models import DATAMAP_SETS, DATASETS, RECIPES  # noqa: E402
+from bundled_models import RECIPES  # noqa: E402
+from domain_check import structure  # noqa: E402
 
 from napari_nanoscopy.evaluation import evaluate  # noqa: E402
 from napari_nanoscopy.simulation import load_conditions, simulate_dataset  # noqa: E402
@@ -90,11 +91,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
     recipe = RECIPES[args.model]
-    if recipe["data"] in DATAMAP_SETS:  # real-structure datamaps mixed with a synthetic kind: simulate that kind
-        _, _, size, _, mix = DATAMAP_SETS[recipe["data"]]
-        kind = next(iter(mix))
-    else:
-        kind, _, size, _ = DATASETS[recipe["data"]]
+    kind, size = structure(recipe["data"])  # a real-structure mix: its synthetic kind
     conditions = load_conditions(args.conditions)
     shift = Path(args.conditions).stem
     work = Path(args.work) / args.model / shift

@@ -26,6 +26,8 @@ WINDOW = (1500, 920)
 TRAIN_STEPS = 40
 CYCLE_STEPS = 20  # tagan-cycle, paper-size networks on 128-px patches: about 7 s a step on the shared 2-core CPU
 LIVE_FRAMES = 6
+# The real axonal STED images (and the authors' network and polygons) of ../shared/real/STEDActinFCN
+REAL_AXON = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon"
 
 
 def wait(widget, timeout_s: float = 1800.0) -> None:
@@ -117,24 +119,40 @@ def bead_sample() -> tuple[str, dict] | None:
     return None
 
 
+def new_viewer():
+    viewer = napari.Viewer(title="napari-nanoscopy")
+    viewer.window._qt_window.resize(*WINDOW)
+    return viewer
+
+
+def real_axons_present(screenshots: str) -> bool:
+    if (REAL_AXON / "images" / "actin_1.tiff").is_file():
+        return True
+    print(f"skipped {screenshots}: the real images are not in {REAL_AXON / 'images'}")
+    return False
+
+
+def add_real_axon(viewer, index: int, name: str):
+    """The real axonal STED image actin_<index> as a layer at its 20 nm pixels."""
+    from napari_nanoscopy.io import read_image
+
+    data = read_image(REAL_AXON / "images" / f"actin_{index}.tiff").data.astype("float32")
+    return viewer.add_image(data, name=name, scale=(20.0, 20.0), units=("nm", "nm"), colormap="gray")
+
+
 def segment_screenshot() -> None:
     """Segment: the authors' axon U-Net (U-Net-Live where their folder is absent) on a real axonal STED
     image, its rings over the image with the expert polygons (opened from *.polys.txt) as outlines."""
     from napari_nanoscopy._napari_io import read_polygon_file
     from napari_nanoscopy._widgets.segment import SegmentWidget
-    from napari_nanoscopy.io import read_image
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon"
-    if not (real / "images" / "actin_1.tiff").is_file():
-        print(f"skipped segment.png: the real images are not in {real}")
+    if not real_axons_present("segment.png"):
         return
-    viewer = napari.Viewer(title="napari-nanoscopy")
-    viewer.window._qt_window.resize(*WINDOW)
-    viewer.add_image(read_image(real / "images" / "actin_1.tiff").data, name="actin_1 (STED)", scale=(20.0, 20.0),
-                     units=("nm", "nm"), colormap="gray")
+    viewer = new_viewer()
+    add_real_axon(viewer, 1, "actin_1 (STED)")
     segment = SegmentWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment", area="right")
-    network = real / "network"
+    network = REAL_AXON / "network"
     if network.is_dir():
         segment.add_model(str(network))
         wait(segment)
@@ -145,7 +163,7 @@ def segment_screenshot() -> None:
     wait(segment)
     if segment.last_error:
         raise SystemExit(f"Segment failed: {segment.last_error}")
-    [(polygons, kwargs, _)] = read_polygon_file(str(real / "annotations" / "actin_1.polys.txt"))
+    [(polygons, kwargs, _)] = read_polygon_file(str(REAL_AXON / "annotations" / "actin_1.polys.txt"))
     viewer.add_shapes(polygons, **kwargs, scale=(20.0, 20.0), units=("nm", "nm"))  # in the image's pixels, as read
     model = segment.selected_entry().card.name
     caption(viewer, f"real axonal STED: {model} rings (magenta), expert polygons (yellow)")
@@ -157,16 +175,11 @@ def domain_screenshot() -> None:
     """Restore's domain check: a real axonal STED image given to a confocal -> STED model is flagged
     beside the result (and as a napari notification)."""
     from napari_nanoscopy._widgets.restore import RestoreWidget
-    from napari_nanoscopy.io import read_image
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon" / "images"
-    if not (real / "actin_1.tiff").is_file():
-        print(f"skipped domain.png: the real images are not in {real}")
+    if not real_axons_present("domain.png"):
         return
-    viewer = napari.Viewer(title="napari-nanoscopy")
-    viewer.window._qt_window.resize(*WINDOW)
-    viewer.add_image(read_image(real / "actin_1.tiff").data, name="actin_1 (real STED)", scale=(20.0, 20.0),
-                     units=("nm", "nm"), colormap="gray")
+    viewer = new_viewer()
+    add_real_axon(viewer, 1, "actin_1 (real STED)")
     restore = RestoreWidget(viewer)
     viewer.window.add_dock_widget(restore, name="Restore", area="right")
     restore.select_model("tagan-factin")
@@ -187,22 +200,17 @@ def cycle_screenshots(steps: int = CYCLE_STEPS) -> None:
     axonal STED), then Restore's Direction row translating the simulation A -> B with the package."""
     from napari_nanoscopy._widgets.restore import RestoreWidget
     from napari_nanoscopy._widgets.train import TrainWidget
-    from napari_nanoscopy.io import read_image
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "axon" / "images"
-    if not (real / "actin_1.tiff").is_file():
-        print(f"skipped train-cycle.png and translate.png: the real images are not in {real}")
+    if not real_axons_present("train-cycle.png and translate.png"):
         return
-    viewer = napari.Viewer(title="napari-nanoscopy")
-    viewer.window._qt_window.resize(*WINDOW)
+    viewer = new_viewer()
     viewer.open_sample("napari-nanoscopy", "factin")
     simulated = next(layer for layer in viewer.layers if role_of(layer) == "target")
     simulated.name, simulated.visible = "simulated STED (domain A)", True
     for layer in list(viewer.layers):
         if layer is not simulated:
             viewer.layers.remove(layer)
-    real_layers = [viewer.add_image(read_image(real / f"actin_{i}.tiff").data.astype("float32"), name=f"real actin_{i}",
-                                    scale=(20.0, 20.0), units=("nm", "nm"), colormap="gray") for i in (1, 2, 3)]
+    real_layers = [add_real_axon(viewer, i, f"real actin_{i}") for i in (1, 2, 3)]
     train = TrainWidget(viewer)
     viewer.window.add_dock_widget(train, name="Train", area="right")
     train.family_combo.setCurrentText("tagan-cycle")
@@ -264,8 +272,7 @@ def main() -> int:
 
     OUT.mkdir(exist_ok=True)
     key, sample = pick_sample()
-    viewer = napari.Viewer(title="napari-nanoscopy")
-    viewer.window._qt_window.resize(*WINDOW)
+    viewer = new_viewer()
     viewer.open_sample("napari-nanoscopy", key)
     settle(1.0)
     show_in_grid(viewer, [layer.get("role", "") for layer in sample["layers"]])

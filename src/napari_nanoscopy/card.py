@@ -473,6 +473,11 @@ class SegmenterSection(Section):
         return data if self.source is None else {**data, "source": self.source}
 
 
+def _number_rows(fail: Fail, where: str, rows: list) -> tuple[tuple[float, ...], ...]:
+    """A list of lists of finite numbers (its shape checked by the caller) as a tuple of tuples."""
+    return tuple(tuple(check_number(fail, f"{where}[{i}][{j}]", v) for j, v in enumerate(row)) for i, row in enumerate(rows))
+
+
 def _whole(fail: Fail, where: str, value, low: int = 1, high: int = 1 << 16) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         fail(f"{where} must be a whole number from {low} to {high}, not {shown(value)}")
@@ -566,12 +571,10 @@ class DomainFingerprint(Section):
             features=features,
             center=tuple(check_number(fail, f"domain.center[{k}]", v) for k, v in enumerate(center)),
             scale=tuple(check_number(fail, f"domain.scale[{k}]", v, 1e-12) for k, v in enumerate(scale)),
-            whitening=tuple(tuple(check_number(fail, f"domain.whitening[{i}][{j}]", v) for j, v in enumerate(row))
-                            for i, row in enumerate(whitening)),
+            whitening=_number_rows(fail, "domain.whitening", whitening),
             threshold=check_number(fail, "domain.threshold", data.get("threshold"), 1e-6),
             window=_whole(fail, "domain.window", data.get("window")), calibration=_plain(calibration),
-            reference=tuple(tuple(check_number(fail, f"domain.reference[{i}][{j}]", v) for j, v in enumerate(row))
-                            for i, row in enumerate(reference)),
+            reference=_number_rows(fail, "domain.reference", reference),
             neighbours=_whole(fail, "domain.neighbours", data.get("neighbours", 2), 1, 64),
         )
         section._keep(data)

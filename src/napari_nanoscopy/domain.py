@@ -384,22 +384,21 @@ def check_planes(card, planes: Sequence[Any], zoom: float = 1.0) -> DomainReport
     if (problem := fingerprint_problem(card)) is not None:
         return dataclasses.replace(unknown_report(card), message=f"Domain unknown: {problem}; make it again with "
                                    "'napari-nanoscopy fingerprint MODEL --data DIR OUT'.")
-    chosen = spread(len(planes), MAX_PLANES)
-    grids, all_features, side = [], [], None
-    for index in chosen:
+    grids, places, all_features, side = [], [], [], None
+    for plane, index in enumerate(spread(len(planes), MAX_PLANES)):
         scored, rows, columns, side = scored_windows(card, planes[index], zoom, fingerprint.window)
-        grid = np.full((rows, columns), np.nan)
+        grids.append(np.full((rows, columns), np.nan))
         for row, column, features in scored:
-            grid[row, column] = window_scores(fingerprint, features[None])[0]
+            places.append((plane, row, column))
             all_features.append(features)
-        grids.append(grid)
     per_tile = np.stack(grids)
-    scored = per_tile[np.isfinite(per_tile)]
-    if not scored.size:
+    if not all_features:
         return dataclasses.replace(unknown_report(card), message="Domain unknown: no part of this image could be "
                                    f"scored (it is constant or smaller than {MIN_WINDOW} pixels at the model's pixel size).")
-    score = float(np.median(scored))
-    deviations = np.median(np.abs(standardised(fingerprint, np.asarray(all_features))), axis=0)
+    all_features = np.asarray(all_features)
+    per_tile[tuple(np.asarray(places).T)] = window_scores(fingerprint, all_features)  # every window in one pass
+    score = float(np.median(per_tile[np.isfinite(per_tile)]))
+    deviations = np.median(np.abs(standardised(fingerprint, all_features)), axis=0)
     worst = {FEATURES[k]: float(deviations[k]) for k in np.argsort(deviations)[::-1][:3]}
     flagged = score > fingerprint.threshold
     return DomainReport(score=score, threshold=fingerprint.threshold, flagged=flagged,

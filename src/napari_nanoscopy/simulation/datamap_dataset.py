@@ -30,7 +30,7 @@ from napari_nanoscopy.simulation import datamaps
 from napari_nanoscopy.simulation._validation import checked_count, checked_size
 from napari_nanoscopy.simulation.conditions import PIXEL_SIZE_NM, STANDARD_CONDITIONS, acquire_pair
 from napari_nanoscopy.simulation.datamap_files import DatamapSource, conditions_for, load_datamaps
-from napari_nanoscopy.simulation.dataset import KINDS, simulate_sample
+from napari_nanoscopy.simulation.dataset import KINDS, new_output_folder, pysted_version, simulate_sample
 
 KIND = "datamaps"
 ELASTIC_SIGMA_PX = 8.0
@@ -135,7 +135,7 @@ def simulate_datamap_dataset(
             f"The synthetic kinds are drawn on {PIXEL_SIZE_NM:g} nm pixels, the datamaps have {pixel_nm:g} nm; "
             "mix only datamaps of 20 nm pixels."
         )
-    out_dir = _new_dataset_folder(out_dir)
+    out_dir = new_output_folder(out_dir)
     for name in FOLDERS:
         (out_dir / name).mkdir()
     digits = max(4, len(str(n - 1)))
@@ -153,7 +153,7 @@ def simulate_datamap_dataset(
         "kind": KIND, "n": n, "size": size, "seed": seed, "pixel_size_nm": pixel_nm, "folders": FOLDERS,
         "task": None, "task_channels": None, "mix": mix,
         "datamaps": [{"name": item.name, "shape": list(item.datamap.shape), **item.origin} for item in maps],
-        "simulator": {"name": "pysted", "version": _pysted_version()}, "conditions": imaging, "samples": samples,
+        "simulator": {"name": "pysted", "version": pysted_version()}, "conditions": imaging, "samples": samples,
     }
     with atomic_output(out_dir / "dataset.json") as temporary:
         temporary.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -172,23 +172,3 @@ def _sample(maps: list[DatamapSource], size: int, rng, conditions, mix) -> tuple
     molecules = datamaps.whole_molecules(truth, rng)
     confocal, sted = acquire_pair(molecules, conditions, rng=rng)
     return {"input": confocal, "target": sted, "truth": truth}, {"source": KIND, "datamap": chosen.name, **info}
-
-
-def _new_dataset_folder(out_dir) -> Path:
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise NanoscopyError(
-            f"The output folder {out_dir} is not an empty folder; choose a new or empty folder so that no "
-            "existing data is overwritten or mixed in."
-        )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise NanoscopyError(f"Cannot create the output folder {out_dir} ({error}).") from None
-    return out_dir
-
-
-def _pysted_version() -> str:
-    from importlib import metadata
-
-    return metadata.version("pysted")

@@ -139,7 +139,7 @@ def simulate_dataset(
             f"The structures are drawn on {PIXEL_SIZE_NM:g} nm pixels, so the conditions' "
             f"pixelsize must be {PIXEL_SIZE_NM * 1e-9:g} m."
         )
-    out_dir = _new_output_folder(out_dir)
+    out_dir = new_output_folder(out_dir)
     task_description = TASKS[kind if localisation == "distance" else f"{kind}-{localisation}"]
     folders = [name for name in FOLDERS if name != "task" or task_description]
     for name in folders:
@@ -171,7 +171,7 @@ def simulate_dataset(
         "folders": {name: FOLDERS[name] for name in folders},
         "task": task_description,
         "task_channels": _TASK_CHANNELS.get(kind),
-        "simulator": {"name": "pysted", "version": _pysted_version()},
+        "simulator": {"name": "pysted", "version": pysted_version()},
         "conditions": dict(conditions),
         "samples": samples,
     }
@@ -192,8 +192,9 @@ def _write_tiff(path: Path, image: np.ndarray, task_kind: str | None) -> None:
     write_image(path, image, pixel_size_nm=PIXEL_SIZE_NM, axes=axes, channel_names=channel_names)
 
 
-def _new_output_folder(out_dir) -> Path:
-    out_dir = Path(out_dir)
+def new_output_folder(out_dir) -> Path:
+    """``out_dir`` created, or refused when it is a file or not empty (nothing is overwritten or mixed in)."""
+    out_dir = Path(out_dir).expanduser()
     if out_dir.exists():
         if not out_dir.is_dir():
             raise NanoscopyError(f"{out_dir} is a file; give a folder path for the dataset.")
@@ -225,5 +226,5 @@ def _check_localisation(kind: str, localisation: str) -> None:
         )
 
 
-def _pysted_version() -> str:
+def pysted_version() -> str:
     return package_metadata.version("pysted")
