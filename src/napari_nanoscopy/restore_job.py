@@ -127,7 +127,7 @@ def _needs_chunks_or_files(request: RestoreRequest) -> bool:
     """True unless the request is one TIFF restored in memory into TIFFs."""
     text, output = str(request.input), str(request.output)
     return (
-        any(ch in text for ch in "*?[")
+        is_glob(text)
         or Path(text).expanduser().is_dir()
         or text.rstrip("/").endswith(OME_ZARR_SUFFIX)
         or output.rstrip("/").endswith(OME_ZARR_SUFFIX)
@@ -168,7 +168,7 @@ def _file_jobs(request: RestoreRequest) -> tuple[list[ImageJob], bool]:
     """The jobs of a folder, a glob or an OME-Zarr input, and whether their outputs go into folders."""
     text = str(request.input)
     sources = expand_inputs(text)
-    into_folders = len(sources) > 1 or any(ch in text for ch in "*?[") or (
+    into_folders = len(sources) > 1 or is_glob(text) or (
         Path(text).expanduser().is_dir() and not text.rstrip("/").endswith(OME_ZARR_SUFFIX))
     if into_folders:
         folder = output_folder(request)
@@ -243,12 +243,17 @@ def check_output_folders(jobs) -> None:
                 raise NanoscopyError(f"{path.parent} is a file; several inputs need output folders.")
 
 
+def is_glob(text: str) -> bool:
+    """Whether an input path is a glob pattern (it names several images)."""
+    return any(ch in text for ch in "*?[")
+
+
 def expand_inputs(text: str) -> list[Path]:
     """The images named by a path, a folder (its TIFF and OME-Zarr images) or a glob pattern."""
     import glob
 
     path = Path(text).expanduser()
-    if any(ch in text for ch in "*?["):
+    if is_glob(text):
         found = [Path(p) for p in sorted(glob.glob(os.path.expanduser(text)))]
     elif path.is_dir() and not text.rstrip("/").endswith(OME_ZARR_SUFFIX):
         found = sorted(p for p in path.iterdir() if not p.name.startswith("."))

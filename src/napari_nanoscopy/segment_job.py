@@ -25,10 +25,9 @@ from .errors import NanoscopyError
 from .formats import load_model
 from .limits import MAX_TILE, check_int, check_pixel_size
 from .restore_job import (MEMORY, ImageJob, check_output_folders, existing_file, expand_inputs, input_channel,
-                          output_folder, output_name, pixel_size_to_use)
+                          is_glob, output_folder, output_name, pixel_size_to_use)
 
 LABELS, PROBABILITIES = "labels", "probabilities"  # the outputs of one image, by kind
-_GLOB_CHARACTERS = "*?["
 _ONE_CHANNEL = SimpleNamespace(in_channels=1)  # what input_channel needs to know of a segmenter: it takes one channel
 
 
@@ -82,7 +81,7 @@ def plan_segment(request: SegmentRequest) -> SegmentPlan:
     if request.pixel_size is not None:
         check_pixel_size(request.pixel_size, "The --pixel-size given")
     text = str(request.input)
-    several = any(ch in text for ch in _GLOB_CHARACTERS) or Path(text).expanduser().is_dir()
+    several = is_glob(text) or Path(text).expanduser().is_dir()
     jobs = _jobs_into_folders(request) if several else [_single_job(request)]
     for job in jobs:  # a channel or axes problem of the last image refuses the run before the first is segmented
         header = io.read_image(job.source, axes=request.axes, header_only=True)
