@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
 from bundled_models import DATAMAP_SETS, DATASETS  # noqa: E402
 from fingerprints import (DATA, DEFAULT_HELD_OUT, HELD_OUT_COUNT, INPUT_FOLDER, LARGE_COUNT, LARGE_FIELD,  # noqa: E402
-                          large_fields, simulated)
+                          large_fields, per_set, simulated)
 
 from napari_nanoscopy import io  # noqa: E402
 from napari_nanoscopy.domain import check_planes  # noqa: E402
@@ -101,14 +101,16 @@ def set_folders(name: str, work: Path) -> dict[str, list[tuple[Path, int]]]:
     folders = {"in-domain (false alarms)": []}
     for held in held_names:
         kind = "datamaps" if held in DATAMAP_SETS else DATASETS[held][0]
-        calibrated = HELD_OUT_COUNT.get(kind, DEFAULT_HELD_OUT) // len(held_names)
+        calibrated = per_set(kind, HELD_OUT_COUNT, DEFAULT_HELD_OUT, len(held_names))
         extra = (30 if kind in ("factin", "datamaps") else IN_DOMAIN) // len(held_names)  # 128 px, slow to simulate
         folders["in-domain (false alarms)"].append((simulated(held, calibrated + extra, work), calibrated))
-    kind, size = structure(held_names[-1])
+    # the model's structure: its last synthetic held-out kind (tcan-filaments: filaments, not its tubulin mix)
+    synthetic = [held for held in held_names if held in DATASETS] or held_names
+    kind, size = structure(synthetic[-1])
     if kind in LARGE_FIELD:  # larger fields after the calibration ones
-        per = LARGE_COUNT // len(held_names)
+        per = LARGE_COUNT // len(synthetic)
         folders[f"in-domain {LARGE_FIELD[kind]}-px fields (false alarms)"] = [
-            (large_fields(DATASETS[held][0], 1, 2 * per, work), per) for held in held_names]
+            (large_fields(DATASETS[held][0], 1, 2 * per, work), per) for held in synthetic]
     for label in CONDITIONS:
         folders[label] = [(shifted(kind, size, label, work), 0)]
     own = {structure(held)[0] for held in held_names}

@@ -10,6 +10,10 @@ authors' code fills them):
 - the bundled ``unet-live-axons`` (trained on simulated axons only; rings, card threshold),
 - every model given with ``--model`` (its first class, or the class named ``rings``).
 
+On the four dendrite images (``dendrite/to_predict``, no expert annotation, never trained on), the
+Dice of each segmenter's rings and fibres against the authors' dendrite U-Net (its card
+thresholds): agreement with a network trained on 377 annotated real images, not truth.
+
 Then the largest absolute difference between our probabilities and the authors' own outputs
 (``reference_predictions.npz``) on every ``*/to_predict/`` image, through the folder and
 through a package written by ``import-unet``. ``--large`` also times one 2048x2048 image
@@ -54,6 +58,25 @@ def dice_table(data: Path, segmenters: dict[str, Segmenter]) -> dict[str, dict[s
         truth = polygons_to_mask(polygons, image.shape, AXON_CLASSES)
         table[path.stem] = {name: dice(rings_mask(s, image), truth) for name, s in segmenters.items()}
     return table
+
+
+def masks_by_class(segmenter: Segmenter, image: np.ndarray) -> dict[str, np.ndarray]:
+    result = segmenter.segment(image, pixel_size_nm=PIXEL_SIZE_NM)
+    return {name: result.probabilities[c] > result.thresholds[c] for c, name in enumerate(segmenter.class_names)}
+
+
+def dendrite_agreement(data: Path, segmenters: dict[str, Segmenter]) -> dict[str, dict[str, float]]:
+    """segmenter -> "rings"/"fibres" -> mean Dice against the authors' dendrite U-Net on dendrite/to_predict."""
+    reference = Segmenter(str(data / "dendrite" / "network"), device="cpu")
+    scores: dict[str, dict[str, list[float]]] = {}
+    for path in sorted((data / "dendrite" / "to_predict").glob("*.tif")):
+        image = tifffile.imread(path)
+        expected = masks_by_class(reference, image)
+        for name, segmenter in segmenters.items():
+            for label, mask in masks_by_class(segmenter, image).items():
+                if label in expected:
+                    scores.setdefault(name, {}).setdefault(label, []).append(dice(mask, expected[label]))
+    return {name: {label: float(np.mean(v)) for label, v in by_class.items()} for name, by_class in scores.items()}
 
 
 def reference_differences(data: Path, scratch: Path) -> dict[str, float]:
@@ -115,12 +138,17 @@ def main() -> None:
     print("|---|" + "---|" * len(table))
     for name in segmenters:
         print(f"| {name} | " + " | ".join(f"{table[image][name]:.2f}" for image in table) + " |")
+    ours = {name: segmenter for name, segmenter in segmenters.items() if not name.startswith("authors'")}
+    agreement = dendrite_agreement(args.data, ours)
+    print("\nDice against the authors' dendrite U-Net on dendrite/to_predict (rings / fibres):")
+    for name, by_class in agreement.items():
+        print(f"| {name} | " + " / ".join(f"{label} {value:.2f}" for label, value in by_class.items()) + " |")
     with tempfile.TemporaryDirectory() as scratch:
         differences = reference_differences(args.data, Path(scratch))
     print("\nMax abs difference from the authors' outputs (reference_predictions.npz):")
     for name, value in differences.items():
         print(f"  {name}: {value:.2e}")
-    report = {"dice": table, "reference_max_abs_difference": differences}
+    report = {"dice": table, "dendrite_agreement": agreement, "reference_max_abs_difference": differences}
     if args.large:
         report["large_2048"] = large_image(args.data)
         print("\n2048x2048 image, one process each:", json.dumps(report["large_2048"]))

@@ -35,9 +35,11 @@ DATA = {
     "tagan-nanodomains": (["nano_train"], ["nano_test"]),
     "l2l-twolabel": (["twolabel_train_128"], ["twolabel_test"]),
     "wang-beads": (["beads_train"], ["beads_test"]),
-    "tcan-filaments": (MIXTURES["beads_fil_train"], ["beads_test", "fil_test"]),
-    "unet-live-factin": (["factin_train"], ["factin_test"]),
+    # its three stages' data: beads, beads and filaments, then real microtubules mixed with both
+    "tcan-filaments": ([*MIXTURES["beads_fil_train"], "tubulin_real_train"],
+                       ["beads_test", "fil_test", "tubulin_real_calibration"]),
     # real-structure datamaps and synthetic dendrites, half each (the calibration set: seed 1 of the same mix)
+    "unet-live-factin": (["factin_seg_train"], ["factin_seg_calibration"]),
     "tagan-factin": (["factin_real_train"], ["factin_real_calibration"]),
     "pix2pix-factin": (["factin_real_train"], ["factin_real_calibration"]),
     "tagan-live-factin": (["factin_real_train"], ["factin_real_calibration"]),
@@ -47,6 +49,12 @@ DATA = {
 TRAINING_COUNT = {"factin": 120, "twolabel": 80, "axons": 150, "datamaps": 120}  # axons: the whole 224-px training set
 HELD_OUT_COUNT = {"factin": 30, "axons": 30, "datamaps": 30}
 DEFAULT_TRAINING, DEFAULT_HELD_OUT = 200, 80
+
+
+def per_set(kind: str, counts: dict[str, int], default: int, sets: int) -> int:
+    """Images taken from one of ``sets`` datasets of ``kind``: the kind's count shared between the sets, but
+    a whole count for a real-structure mix (it holds several structures, the most varied images)."""
+    return counts.get(kind, default) // (1 if kind == "datamaps" else sets)
 # kind -> the side of the larger fields added to its 64-pixel crops, and how many of them (training and held out)
 LARGE_FIELD = {"nanodomains": 128, "beads": 128, "filaments": 128}
 LARGE_COUNT = 30
@@ -89,7 +97,7 @@ def gathered(names: list[str], counts: dict[str, int], default: int, folder: str
     into.mkdir()
     for name in names:
         kind, seed = kind_and_seed(name)
-        count = counts.get(kind, default) // len(names)
+        count = per_set(kind, counts, default, len(names))
         sources = [simulated(name, count, work)]
         if kind in LARGE_FIELD:
             sources.append(large_fields(kind, seed, LARGE_COUNT // len(names), work))

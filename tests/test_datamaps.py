@@ -184,8 +184,9 @@ def _datamap_folder(tmp_path, pixel_size_nm=20.0):
 
 def test_augmented_crops_are_deterministic_and_keep_the_structure():
     datamap = np.kron(np.arange(100, dtype=np.float32).reshape(10, 10), np.ones((8, 8), np.float32))
-    first, info = augmented_crop(datamap, 64, np.random.default_rng(5))
-    again, _ = augmented_crop(datamap, 64, np.random.default_rng(5))
+    first, info, masks = augmented_crop(datamap, 64, np.random.default_rng(5))
+    again, _, _ = augmented_crop(datamap, 64, np.random.default_rng(5))
+    assert masks is None
     np.testing.assert_array_equal(first, again)
     assert first.shape == (64, 64) and first.dtype == np.float32 and first.min() >= 0
     row, col = info["crop_origin_px"]

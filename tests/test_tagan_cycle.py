@@ -21,7 +21,7 @@ from napari_nanoscopy.training import TrainingConfig, checkpoint_folder, train
 from napari_nanoscopy.training import cycle
 from napari_nanoscopy.translation import translation_model
 
-FROZEN = "unet-live-factin"
+FROZEN = "unet-live-axons"
 SIZE, PATCH = 48, 32
 TINY = dict(generator_kwargs=dict(ngf=4, n_blocks=1), discriminator_kwargs=dict(ndf=4), patch=PATCH, device="cpu")
 

@@ -39,14 +39,15 @@ def test_it_is_bundled_as_a_small_rings_segmenter_that_says_what_it_is():
 
 
 @pytest.mark.skipif(not (REAL / "axon" / "images" / "actin_1.tiff").is_file(), reason="needs ../shared/real")
-def test_it_finds_the_lattice_on_a_real_axon_where_unet_live_factin_does_not():
+def test_both_bundled_segmenters_find_the_lattice_on_a_held_out_real_axon():
     import tifffile
 
     from napari_nanoscopy.analysis import dice
     from napari_nanoscopy.annotations import AXON_CLASSES, polygons_to_mask, read_polygons
 
-    image = tifffile.imread(REAL / "axon" / "images" / "actin_1.tiff")  # 224 x 224 px, 20 nm
-    truth = polygons_to_mask(read_polygons(REAL / "axon" / "annotations" / "actin_1.polys.txt"), image.shape,
+    # actin_3 trained neither: unet-live-axons saw no real image, unet-live-factin the datamaps of actin_1-2
+    image = tifffile.imread(REAL / "axon" / "images" / "actin_3.tiff")  # 224 x 224 px, 20 nm
+    truth = polygons_to_mask(read_polygons(REAL / "axon" / "annotations" / "actin_3.polys.txt"), image.shape,
                              AXON_CLASSES)
 
     def rings_dice(model):
@@ -56,7 +57,7 @@ def test_it_finds_the_lattice_on_a_real_axon_where_unet_live_factin_does_not():
         return dice(result.probabilities[rings] > result.thresholds[rings], truth)
 
     axons, factin = rings_dice(NAME), rings_dice("unet-live-factin")
-    assert axons > 0.5 and axons > factin + 0.3, (axons, factin)
+    assert axons > 0.7 and factin > 0.7, (axons, factin)  # measured 0.80 and 0.83 (the authors' U-Net: 0.49)
 
 
 def test_live_assist_offers_it_with_its_classes():

@@ -27,6 +27,12 @@ MAX_COORDINATE = 1 << 20  # pixels: beyond this a coordinate is not a position i
 # rings, 3 fibres (2 is not used by the authors' code).
 AXON_CLASSES: dict[int, int] = {0: 1, 1: 1}
 DENDRITE_CLASSES: dict[int, int] = {0: 1, 1: 1, 3: 2}
+# The same conventions by class name, for per-class masks: scheme -> {label: class}. Axon files
+# annotate rings only; what they leave out is unannotated, not background of another class.
+LABEL_SCHEMES: dict[str, dict[int, str]] = {
+    "axon": {0: "rings", 1: "rings"},
+    "dendrite": {0: "rings", 1: "rings", 3: "fibres"},
+}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _LINE = re.compile(rf"\s*([-+]?\d+)\s+(.*)")
@@ -119,3 +125,16 @@ def polygons_to_mask(polygons: Iterable[Polygon], shape: tuple[int, int],
         mask[rows, cols] = value
     return mask
 
+
+
+def class_masks(polygons: Iterable[Polygon], shape: tuple[int, int], scheme: str) -> tuple[list[str], np.ndarray]:
+    """The classes of the label ``scheme`` (a key of :data:`LABEL_SCHEMES`) and one uint8 mask per
+    class, (C, Y, X): 1 inside that class's polygons (overlaps between classes are kept in both)."""
+    if scheme not in LABEL_SCHEMES:
+        raise NanoscopyError(f"Unknown label scheme {scheme!r}; use one of {', '.join(LABEL_SCHEMES)}.")
+    labels = LABEL_SCHEMES[scheme]
+    classes = list(dict.fromkeys(labels.values()))
+    polygons = list(polygons)
+    masks = [polygons_to_mask(polygons, shape, [label for label, name in labels.items() if name == wanted])
+             for wanted in classes]
+    return classes, np.stack(masks)

@@ -26,6 +26,11 @@ def add_parser(commands, progress_factory=None) -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=_iterations, default=30, metavar="N|auto",
                         help="Richardson-Lucy iterations (default 30), or auto: stop by the discrepancy principle")
     parser.add_argument("--seed", type=int, default=0, help="seed of the re-imaging that measures the agreement")
+    parser.add_argument("--annotations", metavar="DIR", help="a folder of NAME.polys.txt polygon files (the "
+                        "STEDActinFCN format), one per image: written as OUT/annotations/NAME.tif masks that "
+                        "`simulate datamaps` turns into task masks")
+    parser.add_argument("--labels", choices=("axon", "dendrite"), help="how the polygon labels read: axon (0, 1: "
+                        "rings; nothing else annotated) or dendrite (0, 1: rings; 3: fibres)")
     parser.set_defaults(handler=run, progress_factory=progress_factory)
     return parser
 
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     progress = args.progress_factory("deriving datamaps") if args.progress_factory else None
     out = write_datamaps(
         args.sted_images, args.out, pixel_size_nm=args.pixel_size, conditions=conditions_or_standard(args.conditions),
-        iterations=args.iterations, seed=args.seed, progress=progress,
+        iterations=args.iterations, seed=args.seed, annotations=args.annotations, labels=args.labels,
+        progress=progress,
     )
     records = json.loads((out / "datamaps.json").read_text(encoding="utf-8"))["datamaps"]
     for record in records:
@@ -61,11 +67,13 @@ def _summary(record: dict) -> str:
     agreement = record.get("agreement")
     if agreement is None:
         return f"{record['name']}: pySTED example, {record['pixel_size_nm']:g} nm pixels"
+    annotated = f"; masks of {', '.join(record['annotation']['classes'])}" if "annotation" in record else ""
     resolution = agreement["resolution_nm"]
     real, simulated = agreement["statistics"]["real"], agreement["statistics"]["simulated"]
     shown = "/".join("-" if value is None else f"{value:.0f}" for value in (resolution["real"], resolution["simulated"]))
     return (f"{record['name']}: {record['derivation']['iterations']} iterations; real/re-imaged resolution {shown} nm, "
-            f"mean {real['mean']:.2f}/{simulated['mean']:.2f}, p99 {real['p99']:.0f}/{simulated['p99']:.0f} counts")
+            f"mean {real['mean']:.2f}/{simulated['mean']:.2f}, p99 {real['p99']:.0f}/{simulated['p99']:.0f} counts"
+            f"{annotated}")
 
 
 def add_simulate_options(simulate) -> None:

@@ -340,7 +340,7 @@ def evaluate(
     _image_metrics(evaluation, images, scored, [item.target for item in items], cutoff)
     scorer_dice(evaluation, scoring, scored, [item.target for item in items], pixel_size)
     named = card if card.task is not None else (segmenting.card if segmenting is not None else card)
-    _task_metrics(evaluation, kind, items, {**images, **task_maps}, segmentations, named, pixel_size, psf)
+    _task_metrics(evaluation, manifest, items, {**images, **task_maps}, segmentations, named, pixel_size, psf)
     return evaluation
 
 
@@ -387,7 +387,8 @@ def scorer_dice(evaluation, scorer, scored, targets, pixel_size) -> None:
                                   "classes": list(scorer.class_names), "thresholds": list(scorer.thresholds)}
 
 
-def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_size, psf) -> None:
+def _task_metrics(evaluation, manifest, items, images, segmentations, card, pixel_size, psf) -> None:
+    kind, task_channels = manifest.get("kind", "unknown"), manifest.get("task_channels")
     if kind == "nanodomains":
         positions = [item.positions for item in items]
         if any(p is None for p in positions):
@@ -406,13 +407,22 @@ def _task_metrics(evaluation, kind, items, images, segmentations, card, pixel_si
                 if group.any():
                     row[f"recall {label} nm apart"] = float(found[group].mean())
             evaluation.notes.setdefault("detection_threshold_rel", {})[name] = thresholds
-    elif kind in ("factin", "axons"):  # axons: one class, the lattice regions
+    elif kind in ("factin", "axons") or (kind == "datamaps" and items[0].task is not None):  # axons: lattice regions
         masks = [item.task > 0 for item in items]
+        annotated = [~np.isnan(item.task) if item.task.dtype.kind == "f" else np.ones(item.task.shape, bool)
+                     for item in items]  # a class a sample's source did not annotate (NaN) is not scored there
         names = list(card.task.outputs) if card.task is not None else [f"channel {c}" for c in range(masks[0].shape[0])]
+        # the dataset's channel of each output: by name where the dataset names its classes (an output it
+        # does not annotate is not scored), else by position
+        by_name = bool(task_channels) and any(name in task_channels for name in names)
+        pairs = [(c, task_channels.index(name) if by_name else c, name) for c, name in enumerate(names)
+                 if not by_name or name in task_channels]
         for row_name, stack in segmentations.items():
             row = evaluation.rows.setdefault(row_name, {})
-            for channel, output in enumerate(names):
-                row[f"Dice {output}"] = float(np.mean([dice(m[channel], s[channel]) for m, s in zip(masks, stack)]))
+            for output, channel, name in pairs:
+                scores = [dice(m[channel], s[output] & a[channel]) for m, s, a in zip(masks, stack, annotated)
+                          if a[channel].any()]
+                row[f"Dice {name}"] = float(np.mean(scores)) if scores else float("nan")
     elif kind == "beads":
         for name, stack in images.items():
             fits = [fit.fwhm_nm for im in stack for fit in measure_spots(im, pixel_size)]

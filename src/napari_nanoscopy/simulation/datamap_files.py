@@ -5,11 +5,16 @@ and writes the folder ``out``, all or nothing::
 
     out/<image name>.tif   float32 molecules per pixel, ImageJ TIFF with the image's pixel size
                            and the derivation's facts as provenance metadata
+    out/annotations/<image name>.tif
+                           with ``annotations``: uint8 masks (C, Y, X), one channel per class of
+                           the label scheme, named; the image's polygons on the datamap's grid
     out/datamaps.json      per datamap: its source (file name, SHA-256), pixel size, derivation
                            facts and the agreement of its pySTED re-image with the real image
 
 A *datamap source* is a folder of such TIFFs, one TIFF, or ``pysted:NAME[:I,J,...]``: pySTED's
-example datamaps of NAME (factin, psd95, tubulin), all or the listed indices.
+example datamaps of NAME (factin, psd95, tubulin), all or the listed indices. A datamap with a
+file of the same name in ``annotations/`` beside it carries those masks: the classes its expert
+annotated, the others unannotated.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_nanoscopy.annotations import LABEL_SCHEMES, class_masks, read_polygons
 from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.io import read_image, write_image
 from napari_nanoscopy.limits import check_pixel_size, check_seed
@@ -35,6 +41,9 @@ PYSTED_PREFIX = "pysted:"
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _UNSIGNED_OFFSET = 32768  # uint16 STED images stored with ImageJ calibration c0 = -32768
 MAX_IMAGES = 10_000
+ANNOTATIONS_FOLDER = "annotations"
+POLYGON_SUFFIX = ".polys.txt"
+MAX_CLASSES = 16
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class DatamapSource:
     datamap: np.ndarray  # float32
     pixel_size_nm: float
     origin: dict[str, Any]  # JSON-ready: where it came from
+    annotation: np.ndarray | None = None  # uint8 (C, Y, X) masks of ``classes``, on the datamap's grid
+    classes: tuple[str, ...] = ()
 
 
 def read_sted_image(path, pixel_size_nm: float | None = None) -> tuple[np.ndarray, float]:
@@ -97,6 +108,8 @@ def write_datamaps(
     conditions: Mapping[str, Any] = STANDARD_CONDITIONS,
     iterations: int | None = datamaps.DEFAULT_ITERATIONS,
     seed: int = 0,
+    annotations=None,
+    labels: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Derive the datamaps of the STED images in ``source`` (or copy pySTED examples given as
@@ -104,7 +117,9 @@ def write_datamaps(
 
     Every image is read and checked before any work; the folder appears only once complete.
     ``iterations`` of Richardson-Lucy (None: stop by the discrepancy principle).
-    ``seed`` seeds the re-imaging that measures the agreement.
+    ``seed`` seeds the re-imaging that measures the agreement. ``annotations``: a folder of
+    ``<image name>.polys.txt`` polygon files (STEDActinFCN's format) read with the label scheme
+    ``labels`` (``axon``: rings; ``dendrite``: rings and fibres); an image without one gets no masks.
     """
     out = Path(out).expanduser()
     if out.exists():
@@ -117,6 +132,13 @@ def write_datamaps(
     else:
         jobs = [_read_job(path, pixel_size_nm) for path in sted_image_paths(source)]
         _check_unique_names([job[0] for job in jobs], source)
+    polygons = {}
+    if annotations is not None:
+        if isinstance(source, str) and source.startswith(PYSTED_PREFIX):
+            raise NanoscopyError("pySTED's example datamaps have no annotation; leave --annotations out for them.")
+        polygons = _read_annotations(annotations, labels, [job[0] for job in jobs])
+    elif labels is not None:
+        raise NanoscopyError("--labels names how polygon files are read; give the folder of them with --annotations.")
     for pixel_nm in sorted({job[2] for job in jobs}):
         datamaps.conditions_at(conditions, pixel_nm)  # refuses bad conditions before any work
     with StagedOutputs() as staged:
@@ -126,6 +148,9 @@ def write_datamaps(
         for index, (name, array, pixel_nm, origin, counts) in enumerate(jobs):
             records.append(_write_one(folder, name, array, pixel_nm, origin, counts, conditions, iterations,
                                       np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))))
+            if name in polygons:
+                records[-1]["annotation"] = _write_annotation(folder, name, counts.shape, pixel_nm, labels,
+                                                              *polygons[name])
             if progress is not None:
                 progress(index + 1, len(jobs))
         manifest = {"conditions": dict(conditions), "seed": seed, "datamaps": records}
@@ -137,6 +162,37 @@ def _read_job(path: Path, pixel_size_nm):
     counts, pixel_nm = read_sted_image(path, pixel_size_nm)
     origin = {"file": path.name, "sha256": _digest(path)}
     return path.name.split(".")[0], None, pixel_nm, origin, counts
+
+
+def _read_annotations(folder, labels: str | None, names: list[str]) -> dict[str, tuple[list, dict]]:
+    """name -> (polygons, source record) for every image with a polygon file in ``folder``."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise NanoscopyError(f"The annotation folder {folder} does not exist; give the folder of *.polys.txt files.")
+    if labels not in LABEL_SCHEMES:
+        raise NanoscopyError(
+            f"Say how the polygon labels read with --labels ({' or '.join(LABEL_SCHEMES)}: "
+            f"{'; '.join(f'{k}: {sorted(set(v.values()))}' for k, v in LABEL_SCHEMES.items())}), not {labels!r}."
+        )
+    found = {}
+    for name in names:
+        path = folder / f"{name}{POLYGON_SUFFIX}"
+        if path.is_file():
+            found[name] = (read_polygons(path), {"file": path.name, "sha256": _digest(path)})
+    if not found:
+        raise NanoscopyError(
+            f"No image has a polygon file in {folder} (expected e.g. {names[0]}{POLYGON_SUFFIX}); name each file "
+            "after its image."
+        )
+    return found
+
+
+def _write_annotation(folder: Path, name: str, shape, pixel_nm: float, labels: str, polygons, source) -> dict:
+    classes, masks = class_masks(polygons, shape, labels)
+    (folder / ANNOTATIONS_FOLDER).mkdir(exist_ok=True)
+    file = f"{ANNOTATIONS_FOLDER}/{name}.tif"
+    write_image(folder / file, masks, pixel_size_nm=pixel_nm, axes="CYX", channel_names=classes)
+    return {"file": file, "classes": classes, "labels": labels, "source": source}
 
 
 def _check_unique_names(names: list[str], source) -> None:
@@ -181,9 +237,38 @@ def load_datamaps(source) -> list[DatamapSource]:
         if image.pixel_size_nm is None:
             raise NanoscopyError(f"The datamap {path.name} carries no pixel size; write it with its pixel size "
                                  "(`napari-nanoscopy datamap` does).")
+        name = path.name.split(".")[0]
         origin = {"file": path.name, "sha256": _digest(path)}
-        loaded.append(DatamapSource(path.name.split(".")[0], array, float(image.pixel_size_nm), origin))
+        annotation, classes = None, ()
+        annotation_path = path.parent / ANNOTATIONS_FOLDER / f"{name}.tif"
+        if annotation_path.is_file():
+            annotation, classes = _read_annotation(annotation_path, array.shape)
+            origin["annotation"] = {"file": f"{ANNOTATIONS_FOLDER}/{annotation_path.name}", "classes": list(classes),
+                                    "sha256": _digest(annotation_path)}
+        loaded.append(DatamapSource(name, array, float(image.pixel_size_nm), origin, annotation, classes))
     return loaded
+
+
+def _read_annotation(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The masks beside a datamap, checked (header first: no size in the file is trusted)."""
+    def refuse(problem: str):
+        raise NanoscopyError(
+            f"The annotation {path} {problem}; write it again with `napari-nanoscopy datamap --annotations`, or "
+            "remove it to use the datamap without annotation."
+        )
+
+    header = read_image(path, header_only=True)
+    planes = header.data.shape[0] if header.axes == "CYX" else 1
+    if header.axes not in ("YX", "CYX") or tuple(header.data.shape[-2:]) != tuple(shape) or planes > MAX_CLASSES:
+        refuse(f"is {header.axes} {tuple(header.data.shape)}, not at most {MAX_CLASSES} masks of the datamap's "
+               f"{shape[0]}x{shape[1]} pixels")
+    names = header.channel_names if header.axes == "CYX" else header.channel_names[:1] if header.channel_names else None
+    if not names or len(names) != planes or len(set(names)) != planes:
+        refuse("does not name each of its classes once")
+    masks = read_image(path).data.reshape(planes, *shape)
+    if masks.dtype.kind not in "biuf" or not np.all((masks == 0) | (masks == 1)):
+        refuse("holds values other than 0 and 1")
+    return masks.astype(np.uint8), tuple(names)
 
 
 def _pysted_examples(spec: str) -> list[DatamapSource]:

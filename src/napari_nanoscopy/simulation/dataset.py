@@ -61,7 +61,7 @@ TASKS = {
     "axons": "uint8 mask, channel 0 the regions of the axons' periodic F-actin lattice (as experts annotate rings)",
 }
 
-_TASK_CHANNELS = {"factin": ["rings", "fibres"], "axons": ["rings"]}
+TASK_CHANNELS = {"factin": ["rings", "fibres"], "axons": ["rings"]}
 _MAX_SAMPLES = 1_000_000
 
 
@@ -170,7 +170,7 @@ def simulate_dataset(
         "pixel_size_nm": PIXEL_SIZE_NM,
         "folders": {name: FOLDERS[name] for name in folders},
         "task": task_description,
-        "task_channels": _TASK_CHANNELS.get(kind),
+        "task_channels": TASK_CHANNELS.get(kind),
         "simulator": {"name": "pysted", "version": pysted_version()},
         "conditions": dict(conditions),
         "samples": samples,
@@ -185,7 +185,7 @@ def _sample_seed(seed: int, index: int) -> np.random.Generator:
 
 
 def _write_tiff(path: Path, image: np.ndarray, task_kind: str | None) -> None:
-    channel_names = _TASK_CHANNELS.get(task_kind) if task_kind else None
+    channel_names = TASK_CHANNELS.get(task_kind) if task_kind else None
     axes = "CYX" if image.ndim == 3 else "YX"
     if image.dtype not in (np.uint8, np.float32):
         image = image.astype(np.float32)

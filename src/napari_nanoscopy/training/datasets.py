@@ -93,6 +93,7 @@ def load_training_data(
     invert_task: bool = False,
     task_scaling: dict[str, Any] | None = None,
     why_task: str = "",
+    unannotated_tasks: bool = False,
 ) -> TrainingData:
     """Read, check and normalise every pair of ``folder``.
 
@@ -101,7 +102,8 @@ def load_training_data(
     [-1, 1], a tanh task network's range: with ``task_scaling`` when given (a pretrained task
     network's), otherwise from the smallest to the largest value over the whole folder
     (reversed when ``invert_task``), so that a mask maps to -1 / +1. ``why_task`` completes
-    the error message when ``need_task`` and there is no task folder.
+    the error message when ``need_task`` and there is no task folder. With ``unannotated_tasks``
+    a task map may hold NaN where it is not annotated (kept NaN; the loss skips it).
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -109,7 +111,8 @@ def load_training_data(
     manifest = _read_manifest(folder)
     files = _pair_files(folder, need_input=need_input, need_task=need_task, use_task=use_task, why_task=why_task)
     names = sorted(files["target"])
-    raw = _read_pairs(folder, names, files, {"input": input_channels, "target": target_channels, "task": task_channels})
+    raw = _read_pairs(folder, names, files, {"input": input_channels, "target": target_channels, "task": task_channels},
+                      unannotated_tasks)
     if task_scaling is None and raw.tasks:
         task_scaling = _task_scaling(folder, raw.tasks, invert_task)
 
@@ -183,8 +186,8 @@ class _RawPairs:
     pixel_sizes: dict[str, float | None] = field(default_factory=dict)
     channel_names: dict[str, list[str] | None] = field(default_factory=dict)
 
-    def read(self, kind: str, path: Path, expected_channels: int | None) -> np.ndarray:
-        """One checked image of ``kind`` as (C, Y, X)."""
+    def read(self, kind: str, path: Path, expected_channels: int | None, unannotated: bool = False) -> np.ndarray:
+        """One checked image of ``kind`` as (C, Y, X); ``unannotated``: NaN may mark unannotated pixels."""
         image = read_image(path)
         if image.axes not in ("YX", "CYX"):
             raise NanoscopyError(
@@ -198,8 +201,10 @@ class _RawPairs:
             )
         if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
             raise NanoscopyError(f"{path} has data type {data.dtype}; give real-valued images.")
-        if not np.all(np.isfinite(data)):
-            raise NanoscopyError(f"{path} contains NaN or infinite pixels; replace them before training.")
+        if np.isinf(data).any() or (not unannotated and np.isnan(data).any()):
+            unannotated_note = (" (a task map's NaN marks unannotated pixels, which only unet-live training skips: "
+                                "train unet-live or fill them)" if kind == "task" else "")
+            raise NanoscopyError(f"{path} contains NaN or infinite pixels; replace them before training{unannotated_note}.")
         # Annotation tools often write uncalibrated masks: a task map's pixel size counts only when present.
         if kind != "task" or image.pixel_size_nm is not None:
             self.pixel_sizes[f"{kind}/{path.name}"] = image.pixel_size_nm
@@ -208,7 +213,7 @@ class _RawPairs:
 
 
 def _read_pairs(folder: Path, names: list[str], files: dict[str, dict[str, Path] | None],
-                channels: dict[str, int | None]) -> _RawPairs:
+                channels: dict[str, int | None], unannotated_tasks: bool = False) -> _RawPairs:
     """Read every pair, checking that the images of a pair, and all task maps, agree in shape."""
     inputs_by_name, targets_by_name, tasks_by_name = files["input"], files["target"], files["task"]
     raw = _RawPairs()
@@ -221,7 +226,7 @@ def _read_pairs(folder: Path, names: list[str], files: dict[str, dict[str, Path]
             raw.inputs.append(raw.read("input", inputs_by_name[name], channels["input"]))
             others.append(("input", inputs_by_name[name], raw.inputs[-1]))
         if tasks_by_name is not None:
-            raw.tasks.append(raw.read("task", tasks_by_name[name], channels["task"]))
+            raw.tasks.append(raw.read("task", tasks_by_name[name], channels["task"], unannotated_tasks))
             others.append(("task", tasks_by_name[name], raw.tasks[-1]))
         for kind, path, image in others:
             if image.shape[-2:] != shape:
@@ -249,8 +254,12 @@ def scale_task(task: np.ndarray, scaling: dict[str, Any]) -> np.ndarray:
 
 
 def _task_scaling(folder: Path, tasks: list[np.ndarray], invert: bool) -> dict[str, Any]:
-    low = float(min(task.min() for task in tasks))
-    high = float(max(task.max() for task in tasks))
+    annotated = [task[~np.isnan(task)] if task.dtype.kind == "f" else task.ravel() for task in tasks]
+    annotated = [values for values in annotated if values.size]
+    if not annotated:
+        raise NanoscopyError(f"Every task map in {folder / 'task'} is unannotated (NaN); annotate some pixels.")
+    low = float(min(values.min() for values in annotated))
+    high = float(max(values.max() for values in annotated))
     if not high > low:
         raise NanoscopyError(
             f"Every task map in {folder / 'task'} holds the same value ({low:g}); they carry nothing to learn, "
@@ -260,10 +269,10 @@ def _task_scaling(folder: Path, tasks: list[np.ndarray], invert: bool) -> dict[s
 
 
 def _is_mask(tasks: list[np.ndarray]) -> bool:
-    """True when the task maps hold two values only (a mask, whatever its dtype)."""
-    low = min(task.min() for task in tasks)
-    high = max(task.max() for task in tasks)
-    return all(bool(np.all((task == low) | (task == high))) for task in tasks)
+    """True when the task maps hold two values only (a mask, whatever its dtype), unannotated NaN aside."""
+    low = min(np.nanmin(task) for task in tasks if not np.isnan(task).all())
+    high = max(np.nanmax(task) for task in tasks if not np.isnan(task).all())
+    return all(bool(np.all((task == low) | (task == high) | np.isnan(task))) for task in tasks)
 
 
 def _normalised(image: np.ndarray, spec: dict[str, Any], path: Path) -> np.ndarray:

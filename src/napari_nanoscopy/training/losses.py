@@ -46,9 +46,14 @@ def relativistic_discriminator_loss(fake_logits: torch.Tensor, real_logits: torc
 
 
 def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, channel_weights: Sequence[float]) -> torch.Tensor:
-    """MSE with a weight per channel (U-Net-Live weights the rarer fibres class 2.5x)."""
+    """MSE with a weight per channel (U-Net-Live weights the rarer fibres class 2.5x); NaN target
+    pixels (not annotated) are left out of the mean."""
     weights = torch.as_tensor(channel_weights, dtype=prediction.dtype, device=prediction.device)
-    return ((prediction - target) ** 2 * weights[None, :, None, None]).mean()
+    annotated = ~torch.isnan(target)
+    if bool(annotated.all()):
+        return ((prediction - target) ** 2 * weights[None, :, None, None]).mean()
+    squared = torch.where(annotated, prediction - torch.nan_to_num(target), torch.zeros_like(prediction)) ** 2
+    return (squared * weights[None, :, None, None]).sum() / annotated.sum().clamp(min=1)
 
 
 def ssim_window_size(size: int, scales: int = 1) -> int:

@@ -134,6 +134,7 @@ def task_setup(family: str, settings: FamilySettings, options: TaskOptions | Non
 def calibrate_thresholds(network: nn.Module, images: list[np.ndarray], masks: list[np.ndarray], device: torch.device) -> list[float]:
     """Per task output, the threshold (tanh scale) with the best Dice against the masks.
 
+    ``masks`` are the scaled task masks (positive above 0; NaN where unannotated, left out).
     The paper's way for U-Net-Live (it found -0.53), here over the central crops (at most
     CALIBRATION_SIZE a side) of the first CALIBRATION_IMAGES (C, Y, X) images, each
     reflect-padded to the network's size multiple. An output whose masks are empty
@@ -151,10 +152,12 @@ def calibrate_thresholds(network: nn.Module, images: list[np.ndarray], masks: li
             image, mask = image[:, y0:y0 + height, x0:x0 + width], mask[:, y0:y0 + height, x0:x0 + width]
             padded = np.pad(image, ((0, 0), (0, -height % multiple), (0, -width % multiple)), mode="reflect")
             output = network(torch.from_numpy(padded[np.newaxis]).to(device))[0, :, :height, :width].float().cpu().numpy()
-            above = output[:, np.newaxis] > THRESHOLD_CANDIDATES[np.newaxis, :, np.newaxis, np.newaxis]
-            intersections += (above & mask[:, np.newaxis]).sum(axis=(2, 3))
+            annotated = ~np.isnan(mask)
+            above = (output[:, np.newaxis] > THRESHOLD_CANDIDATES[np.newaxis, :, np.newaxis, np.newaxis]) & annotated[:, np.newaxis]
+            positive = mask > 0  # NaN compares False
+            intersections += (above & positive[:, np.newaxis]).sum(axis=(2, 3))
             predicted += above.sum(axis=(2, 3))
-            positives += mask.sum(axis=(1, 2))
+            positives += positive.sum(axis=(1, 2))
     dice = 2 * intersections / np.maximum(predicted + positives[:, np.newaxis], 1)
     best = THRESHOLD_CANDIDATES[dice.argmax(axis=1)]
     return [float(threshold) if positives[c] else 0.0 for c, threshold in enumerate(best)]

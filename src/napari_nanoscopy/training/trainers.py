@@ -198,6 +198,7 @@ class TrainingRun:
             invert_task=bool(task_options and task_options.invert),
             task_scaling=self.task.scaling if self.task is not None else None,
             why_task=why_task,
+            unannotated_tasks=family == "unet-live",
         )
         if self.task is not None:
             self._complete_task()
@@ -574,7 +575,7 @@ class TrainingRun:
         if thresholds is None and data.task_is_mask:
             images = [np.clip(t, *TANH_RANGE) for t in data.targets]
             # The task network's positive class is the +1 side of the scaled masks.
-            thresholds = calibrate_thresholds(task.network, images, [t > 0 for t in data.tasks], self.device)
+            thresholds = calibrate_thresholds(task.network, images, data.tasks, self.device)
             method = f"best Dice against the task masks of {min(len(images), CALIBRATION_IMAGES)} training images"
         elif thresholds is None:
             thresholds = [0.0] * task.network.out_channels
