@@ -40,6 +40,8 @@ DATA = {
                        ["beads_test", "fil_test", "tubulin_real_calibration"]),
     # real-structure datamaps and synthetic dendrites, half each (the calibration set: seed 1 of the same mix)
     "unet-live-factin": (["factin_seg_train"], ["factin_seg_calibration"]),
+    "unet-live-factin-synthetic": (["factin_train"], ["factin_test"]),
+    "tagan-live-factin-synthetic": (["factin_train"], ["factin_test"]),
     "tagan-factin": (["factin_real_train"], ["factin_real_calibration"]),
     "pix2pix-factin": (["factin_real_train"], ["factin_real_calibration"]),
     "tagan-live-factin": (["factin_real_train"], ["factin_real_calibration"]),
@@ -59,7 +61,7 @@ def per_set(kind: str, counts: dict[str, int], default: int, sets: int) -> int:
 LARGE_FIELD = {"nanodomains": 128, "beads": 128, "filaments": 128}
 LARGE_COUNT = 30
 # unet-live segments STED images: its inputs are the pairs' targets
-INPUT_FOLDER = {"unet-live-factin": "target", "unet-live-axons": "target"}
+INPUT_FOLDER = {"unet-live-factin": "target", "unet-live-factin-synthetic": "target", "unet-live-axons": "target"}
 
 
 def kind_and_seed(name: str) -> tuple[str, int]:

@@ -19,10 +19,12 @@ EXPECTED = [
     "pix2pix-nanodomains",
     "tagan-factin",
     "tagan-live-factin",
+    "tagan-live-factin-synthetic",
     "tagan-nanodomains",
     "tcan-filaments",
     "unet-live-axons",
     "unet-live-factin",
+    "unet-live-factin-synthetic",
     "wang-beads",
 ]
 SAMPLES = json.loads((SAMPLE_DIR / "samples.json").read_text())

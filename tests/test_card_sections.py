@@ -59,7 +59,8 @@ def test_sections_are_typed_and_read_by_attribute():
     assert live.normalization["target"]["clip"] == [-1.0, 1.0]  # entries without a type are kept as read
     assert live.generator.family == "tagan-live" and live.generator.kwargs["in_channels"] == 3
     assert isinstance(live.task_network, TaskNetworkArchitecture) and live.task_network.kind == "unet128"
-    segmenter = ModelCard.from_dict(json.loads((bundled_models_dir() / "unet-live-factin" / CARD_FILE).read_text()))
+    segmenter_card = bundled_models_dir() / "unet-live-factin-synthetic" / CARD_FILE
+    segmenter = ModelCard.from_dict(json.loads(segmenter_card.read_text()))
     # the frozen task network keeps the thresholds its own card calibrated
     assert live.task.outputs == ("rings", "fibres") and live.task.thresholds == segmenter.task.thresholds
     assert live.task.network == "pretrained, frozen" and live.task.kind == "segmentation"

@@ -27,7 +27,8 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN"
 REAL_FILES = sorted(REAL.glob("axon/images/*.tif*")) + sorted(REAL.glob("*/to_predict/*.tif"))
 needs_real = pytest.mark.skipif(not REAL_FILES, reason="the real STEDActinFCN files are not beside the repository")
 FINGERPRINTED = ["l2l-twolabel", "pix2pix-factin", "pix2pix-nanodomains", "tagan-factin", "tagan-live-factin",
-                 "tagan-nanodomains", "tcan-filaments", "unet-live-factin", "wang-beads"]
+                 "tagan-live-factin-synthetic",
+                 "tagan-nanodomains", "tcan-filaments", "unet-live-factin", "unet-live-factin-synthetic", "wang-beads"]
 
 
 def beads(n, seed, conditions=STANDARD_CONDITIONS, kind="beads", first=0):

@@ -104,7 +104,8 @@ def test_the_live_widget_offers_it_and_switches_to_its_class(make_napari_viewer)
 
     widget = LiveWidget(make_napari_viewer())
     choices = [widget.segmenter_combo.itemText(i) for i in range(widget.segmenter_combo.count())]
-    assert NAME in choices and widget.settings().segmenter == "unet-live-factin"
+    assert NAME in choices and "unet-live-factin" in choices
+    assert widget.settings().segmenter == "unet-live-factin-synthetic"  # the generator's own task network
     assert widget.settings().segment_class == "fibres"
     widget.segmenter_combo.setCurrentText(NAME)
     assert widget.settings().segmenter == NAME and widget.settings().segment_class == "rings"

@@ -115,8 +115,7 @@ class LiveWidget(QWidget):
         self.roi_box = _spin(8, 2048, 300, " px")
         self.max_sted_box = _spin(0, 10_000, 0)
         self.max_sted_box.setSpecialValueText("no cap")
-        self.generator_edit = QLineEdit(DEFAULT_GENERATOR)
-        self._make_segmenter_choice()
+        self._make_model_choices()
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder for the session (default: a temporary one)")
         browse = QPushButton("Browse…")
@@ -220,14 +219,19 @@ class LiveWidget(QWidget):
 
     # -- running ------------------------------------------------------------------------------
 
-    def _make_segmenter_choice(self) -> None:
-        """The bundled U-Net-Live models to pick from (or a typed name, folder or .zip) and the class to watch."""
+    def _make_model_choices(self) -> None:
+        """The TA-GAN Live generator, the bundled U-Net-Live models to pick from (or a typed name, folder or
+        .zip) and the class to watch."""
+        self.generator_edit = QLineEdit(DEFAULT_GENERATOR)
+        self.generator_edit.setToolTip("tagan-live-factin-synthetic (default): simulated dendrites; tagan-live-factin: "
+                                       "also real structures, invents less on real images (docs/live.md)")
         self._segmenter_classes = bundled_live_segmenters()
         self.segmenter_combo = QComboBox()
         self.segmenter_combo.setEditable(True)
         self.segmenter_combo.addItems(sorted(self._segmenter_classes))
-        self.segmenter_combo.setToolTip("unet-live-factin: dendrites, rings and fibres (the paper's); "
-                                        "unet-live-axons: axons, rings only, trained on simulations (docs/live.md)")
+        self.segmenter_combo.setToolTip("unet-live-factin-synthetic (default): simulated dendrites, rings and fibres, "
+                                        "the bundled generators' task network; unet-live-factin: also real axonal "
+                                        "rings; unet-live-axons: axons, rings only (docs/live.md)")
         self.segmenter_edit = self.segmenter_combo.lineEdit()
         self.segmenter_edit.setText(DEFAULT_SEGMENTER)
         self.segment_class_combo = QComboBox()

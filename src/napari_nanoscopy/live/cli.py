@@ -47,9 +47,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
                       help="disparity between samples (default Horn–Schunck optical flow)")
     live.add_argument("--patch", type=whole_number, default=100, help="STED patch / superpixel side in pixels (default 100)")
     live.add_argument("--roi", type=whole_number, default=300, help="central ROI side in pixels (default 300)")
-    live.add_argument("--generator", default=DEFAULT_GENERATOR, help="TA-GAN Live model (name, folder or .zip)")
+    live.add_argument("--generator", default=DEFAULT_GENERATOR, help="TA-GAN Live model (name, folder or .zip): "
+                      "tagan-live-factin-synthetic (default: simulated dendrites) or tagan-live-factin (also real "
+                      "structures: invents less on real images, caught fewer simulated onsets; docs/live.md)")
     live.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="U-Net-Live model (name, folder or .zip): "
-                      "unet-live-factin (default, dendrites) or unet-live-axons (axons, rings only)")
+                      "unet-live-factin-synthetic (default: simulated dendrites, the generator's task network), "
+                      "unet-live-factin (also real axonal rings) or unet-live-axons (axons, rings only)")
     live.add_argument("--segment-class", default=DEFAULT_SEGMENT_CLASS,
                       help="the segmenter's class the decision watches (default fibres; unet-live-axons: rings)")
     live.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

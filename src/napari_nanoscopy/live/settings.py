@@ -11,8 +11,11 @@ from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.limits import MAX_SEED, check_int, check_samples
 from napari_nanoscopy.live.policies import POLICIES, make_policy
 
-DEFAULT_GENERATOR = "tagan-live-factin"
-DEFAULT_SEGMENTER = "unet-live-factin"
+# The pair trained on simulated dendrites, the segmenter being the generator's frozen task network: on
+# simulated remodelling series it catches every onset; the generator trained on real structures too
+# (tagan-live-factin) invents less on real images but caught fewer onsets (docs/live.md).
+DEFAULT_GENERATOR = "tagan-live-factin-synthetic"
+DEFAULT_SEGMENTER = "unet-live-factin-synthetic"
 DEFAULT_SEGMENT_CLASS = "fibres"  # the paper watches the fibres of dendritic F-actin remodelling
 SEED_STRIDE = 100_003  # frame t draws its dropout masks from seed * SEED_STRIDE + 2 t (and + 1)
 # What the dice and area policies compare the synthetic segmentation with: the segmentation of the
