@@ -8,6 +8,7 @@ or ``training`` block; the commentary per model is in NOTES below.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -318,8 +319,10 @@ def section(name: str) -> str:
         named = f"`{source['name']}`" + (f" (recipe `{stage}`)" if stage and stage != source["name"] else "")
         facts.append(f"started from {named}, weights sha256 {source['weights_sha256'][:12]}… (transfer learning)")
     if card.task:
+        # a pretrained task network's card names the work folder it was read from: show the package's name
+        method = re.sub(r"(pretrained package )\S*/", r"\1", str(card.task.get("threshold_method")))
         facts.append(f"task outputs {', '.join(card.task['outputs'])}, thresholds "
-                     f"{', '.join(f'{t:g}' for t in card.task['thresholds'])} ({card.task.get('threshold_method')})")
+                     f"{', '.join(f'{t:g}' for t in card.task['thresholds'])} ({method})")
     lines += [f"- {fact}" for fact in facts] + [""]
     for test_name, figures in card.metrics.items():
         if not isinstance(figures, dict) or "rows" not in figures:
