@@ -270,9 +270,12 @@ def _task_scaling(folder: Path, tasks: list[np.ndarray], invert: bool) -> dict[s
 
 def _is_mask(tasks: list[np.ndarray]) -> bool:
     """True when the task maps hold two values only (a mask, whatever its dtype), unannotated NaN aside."""
-    low = min(np.nanmin(task) for task in tasks if not np.isnan(task).all())
-    high = max(np.nanmax(task) for task in tasks if not np.isnan(task).all())
-    return all(bool(np.all((task == low) | (task == high) | np.isnan(task))) for task in tasks)
+    annotated = [task[~np.isnan(task)] for task in tasks]
+    annotated = [values for values in annotated if values.size]
+    if not annotated:
+        return False
+    low, high = min(values.min() for values in annotated), max(values.max() for values in annotated)
+    return all(bool(np.all((values == low) | (values == high))) for values in annotated)
 
 
 def _normalised(image: np.ndarray, spec: dict[str, Any], path: Path) -> np.ndarray:
