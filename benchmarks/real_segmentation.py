@@ -43,11 +43,15 @@ REFERENCE_PREFIX = {"axon": "STEDActinAxonFCN", "dendrite": "STEDActinDendriteFC
 PIXEL_SIZE_NM = 20.0
 
 
-def rings_mask(segmenter: Segmenter, image: np.ndarray) -> np.ndarray:
-    names = segmenter.class_names
+def masks_by_class(segmenter: Segmenter, image: np.ndarray) -> dict[str, np.ndarray]:
     result = segmenter.segment(image, pixel_size_nm=PIXEL_SIZE_NM)
-    rings = names.index("rings") if "rings" in names else 0
-    return result.probabilities[rings] > result.thresholds[rings]
+    return {name: result.probabilities[c] > result.thresholds[c] for c, name in enumerate(segmenter.class_names)}
+
+
+def rings_mask(segmenter: Segmenter, image: np.ndarray) -> np.ndarray:
+    """The segmenter's rings mask (its first class when none is called rings)."""
+    masks = masks_by_class(segmenter, image)
+    return masks.get("rings", next(iter(masks.values())))
 
 
 def dice_table(data: Path, segmenters: dict[str, Segmenter]) -> dict[str, dict[str, float]]:
@@ -58,11 +62,6 @@ def dice_table(data: Path, segmenters: dict[str, Segmenter]) -> dict[str, dict[s
         truth = polygons_to_mask(polygons, image.shape, AXON_CLASSES)
         table[path.stem] = {name: dice(rings_mask(s, image), truth) for name, s in segmenters.items()}
     return table
-
-
-def masks_by_class(segmenter: Segmenter, image: np.ndarray) -> dict[str, np.ndarray]:
-    result = segmenter.segment(image, pixel_size_nm=PIXEL_SIZE_NM)
-    return {name: result.probabilities[c] > result.thresholds[c] for c, name in enumerate(segmenter.class_names)}
 
 
 def dendrite_agreement(data: Path, segmenters: dict[str, Segmenter]) -> dict[str, dict[str, float]]:

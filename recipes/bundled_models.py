@@ -101,6 +101,12 @@ _PATCH_D_SMALL = dict(ndf=16, n_layers=3)
 # discriminator's loss reaches 0 and the generator's adversarial loss ~13 would outweigh MSE).
 _TCAN_LOSS = {"mse": 1.0, "ssim": 1.0, "adversarial": 0.01}
 _TCAN_SMALL = dict(base_filters=16, depth=3, dfcan_filters=16, n_groups=2, n_fcab=2)
+# tcan-filaments' fine-tuning stages (synthetic filaments, then real microtubules) share these settings
+_TCAN_FINE_TUNING = dict(family="tcan", test="beads_test", patch=64, batch=4, generator_kwargs=_TCAN_SMALL,
+                         discriminator_kwargs=dict(ndf=16, n_blocks=4), loss={"mse": 1.0, "ssim": 1.0, "adversarial": 0.001})
+# unet-live-factin's two stages (synthetic dendrites, then with the annotated real axons) share these settings
+_UNET_LIVE_FACTIN = dict(family="unet-live", test="factin_test", patch=128, batch=4, loss={"class_weights": [1.0, 2.5]},
+                         task={"network": "unet128", "kwargs": dict(ngf=16, n_down=7), "outputs": ["rings", "fibres"]})
 
 _L2L_DESCRIPTION = (
     "label2label CARE U-Net: confocal image of a weak label (patchy binding, cytosolic haze, unspecific puncta) "
@@ -146,9 +152,7 @@ RECIPES = {
     ),
     # Second stage, not bundled: the synthetic tcan-filaments as it was before real structures came in.
     "tcan-filaments-synthetic": dict(
-        family="tcan", data="beads_fil_train", test="beads_test", tests=["fil_test"], steps=4000, patch=64, batch=4,
-        generator_kwargs=_TCAN_SMALL, discriminator_kwargs=dict(ndf=16, n_blocks=4),
-        loss={"mse": 1.0, "ssim": 1.0, "adversarial": 0.001},
+        **_TCAN_FINE_TUNING, data="beads_fil_train", tests=["fil_test"], steps=4000,
         init_from="tcan-beads", after=["tcan-beads"],
         # filaments alone taught the narrow network their width (beads 113-118 nm after 800-1200
         # steps); keeping the beads in the fine-tuning set, for 4000 steps, keeps the bead PSF
@@ -157,9 +161,7 @@ RECIPES = {
         "keeping the beads), 20 nm pixels; the second stage of tcan-filaments.",
     ),
     "tcan-filaments": dict(
-        family="tcan", data="tubulin_real_train", test="beads_test", tests=["fil_test", "tubulin_real_test"],
-        steps=1500, patch=64, batch=4, generator_kwargs=_TCAN_SMALL, discriminator_kwargs=dict(ndf=16, n_blocks=4),
-        loss={"mse": 1.0, "ssim": 1.0, "adversarial": 0.001},
+        **_TCAN_FINE_TUNING, data="tubulin_real_train", tests=["fil_test", "tubulin_real_test"], steps=1500,
         init_from="tcan-filaments-synthetic", after=["tcan-filaments-synthetic"],
         baselines={"synthetic only": "tcan-filaments-synthetic"},
         description="TCAN (U-Net + Fourier channel attention) confocal -> STED of microtubules and other filaments, "
@@ -170,9 +172,7 @@ RECIPES = {
     # unet-live-factin as it was before real structures came in (synthetic dendrites): the first stage of
     # unet-live-factin, the frozen guide of tagan-factin and tagan-live-factin, and live assist's segmenter
     "unet-live-factin-synthetic": dict(
-        family="unet-live", data="factin_train", test="factin_test", steps=1500, patch=128, batch=4,
-        task={"network": "unet128", "kwargs": dict(ngf=16, n_down=7), "outputs": ["rings", "fibres"]},
-        loss={"class_weights": [1.0, 2.5]},
+        **_UNET_LIVE_FACTIN, data="factin_train", steps=1500,
         description="U-Net-Live: segmentation of F-actin rings and fibres in STED images of dendrites, trained on "
         "pySTED simulations of dendrites only (20 nm pixels): the segmenter of live assist, the frozen task network "
         "its TA-GAN Live generator was trained against, and the first stage of unet-live-factin.",
@@ -180,10 +180,8 @@ RECIPES = {
     # trained from scratch on the mix (2000 steps) the synthetic Dice fell to 0.60 / 0.63 (target 0.7); fine-tuned
     # for 1000 steps: 0.74 / 0.76, real axon actin_3 0.82; for 2000: 0.79 / 0.78, actin_3 0.83
     "unet-live-factin": dict(
-        family="unet-live", data="factin_seg_train", test="factin_test", tests=["factin_seg_test"], steps=2000,
-        patch=128, batch=4, init_from="unet-live-factin-synthetic", after=["unet-live-factin-synthetic"],
-        task={"network": "unet128", "kwargs": dict(ngf=16, n_down=7), "outputs": ["rings", "fibres"]},
-        loss={"class_weights": [1.0, 2.5]},
+        **_UNET_LIVE_FACTIN, data="factin_seg_train", tests=["factin_seg_test"], steps=2000,
+        init_from="unet-live-factin-synthetic", after=["unet-live-factin-synthetic"],
         description="U-Net-Live: segmentation of F-actin rings and fibres in STED images, trained on pySTED images "
         "of real axonal F-actin (datamaps derived from STED images, with the experts' ring polygons; fibres not "
         "annotated there) and of simulated dendrites (rings and fibres), half each, fine-tuned from the "

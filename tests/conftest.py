@@ -8,6 +8,23 @@ from napari_nanoscopy.models import build_generator, build_task_network
 from napari_nanoscopy.packages import ModelCard, save_model
 
 
+WIDGET_TIMEOUT_MS = 120_000  # a widget's job on these shared CPUs
+
+
+def wait_idle(qtbot, widget, timeout=WIDGET_TIMEOUT_MS):
+    """Wait until the widget's job has finished."""
+    qtbot.waitUntil(lambda: widget.job is None, timeout=timeout)
+
+
+def stop_after_first_step(qtbot, widget, job, timeout=WIDGET_TIMEOUT_MS):
+    """Stop a widget's training job once it has reported a step, then wait until the widget is idle."""
+    steps = []
+    job._bridge.progressed.connect(lambda done, total, _: steps.append(done))
+    qtbot.waitUntil(lambda: len(steps) > 0, timeout=timeout)
+    widget.stop()
+    wait_idle(qtbot, widget, timeout)
+
+
 def make_card(family="tagan", generator=None, task_network=None, task=None, **fields):
     generator = generator or {}
     in_channels = generator.get("in_channels", 3 if family == "tagan-live" else 1)

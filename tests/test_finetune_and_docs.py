@@ -18,6 +18,7 @@ from napari_nanoscopy.cli import build_parser, main
 from napari_nanoscopy.io import write_image
 from napari_nanoscopy.simulation import simulate_dataset
 from napari_nanoscopy.training import train, training_defaults
+from conftest import wait_idle
 
 ROOT = Path(__file__).parents[1]
 MANIFEST = ROOT / "src" / "napari_nanoscopy" / "napari.yaml"
@@ -125,7 +126,7 @@ def test_train_widget_fine_tunes_the_model_chosen_in_start_from(make_napari_view
     out = tmp_path / "tuned-in-napari"
     widget.output_edit.setText(str(out))
     widget.train()
-    qtbot.waitUntil(lambda: widget.job is None, timeout=120_000)
+    wait_idle(qtbot, widget, 120_000)
     assert widget.last_error is None, widget.last_error
     card = load_model(out).card
     assert card.training["initialised_from"]["name"] == "pix2pix-factin"

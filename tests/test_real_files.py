@@ -20,6 +20,7 @@ from napari_nanoscopy.errors import NanoscopyError
 from napari_nanoscopy.inference import Restorer
 from napari_nanoscopy.io import read_image
 from napari_nanoscopy.samples import sample_path
+from conftest import wait_idle
 
 SIZE = 64
 
@@ -311,9 +312,9 @@ def test_widget_says_and_records_an_assumed_pixel_size(make_napari_viewer, qtbot
     viewer.open(str(path), plugin="napari-nanoscopy")
     widget = RestoreWidget(viewer)
     widget.add_model(packages_dir / "l2l")
-    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    wait_idle(qtbot, widget, 60_000)
     widget.run()
     assert widget.status.text().endswith("with test-l2l at its 20 nm pixels (assumed: the layer has none)…")
-    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    wait_idle(qtbot, widget, 60_000)
     assert widget.last_error is None, widget.last_error
     assert widget.last_result.provenance["pixel_size_assumed"] is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_TAGAN, make_card
+from conftest import SMALL_TAGAN, make_card, wait_idle
 
 from napari_nanoscopy.models import build_generator
 from napari_nanoscopy.packages import save_model
@@ -50,7 +50,7 @@ def setup(make_napari_viewer, qtbot, monkeypatch, cycle_package):
                      units=("pixel", "um", "um"))
     widget = RestoreWidget(viewer)
     widget.add_model(cycle_package)
-    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT_MS)
+    wait_idle(qtbot, widget, TIMEOUT_MS)
     widget.input_combo.set_layer(viewer.layers["real stack"])
     widget.device_combo.setCurrentText("cpu")
     return viewer, widget, image
@@ -58,7 +58,7 @@ def setup(make_napari_viewer, qtbot, monkeypatch, cycle_package):
 
 def run(widget, qtbot):
     widget.run()
-    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT_MS)
+    wait_idle(qtbot, widget, TIMEOUT_MS)
 
 
 def translated_layers(viewer):

@@ -8,6 +8,7 @@ import yaml
 
 from napari_nanoscopy.annotations import DENDRITE_CLASSES, polygons_to_mask, read_polygons
 from napari_nanoscopy.io import read_image
+from conftest import wait_idle
 
 REAL = Path(__file__).parents[1].parent / "shared" / "real" / "STEDActinFCN"
 AXON_IMAGE = REAL / "axon" / "images" / "actin_1.tiff"
@@ -15,13 +16,8 @@ AXON_POLYGONS = REAL / "axon" / "annotations" / "actin_1.polys.txt"
 AXON_NETWORK = REAL / "axon" / "network"
 AXON_HELD_OUT = REAL / "axon" / "to_predict" / "3.tif"
 MANIFEST = Path(__file__).parents[1] / "src" / "napari_nanoscopy" / "napari.yaml"
-TIMEOUT_MS = 120_000
 
 needs_real = pytest.mark.skipif(not AXON_IMAGE.is_file(), reason="the real STEDActinFCN files are not beside the repository")
-
-
-def wait_idle(qtbot, widget):
-    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT_MS)
 
 
 def axon_model():

@@ -11,14 +11,11 @@ from scipy import ndimage
 
 from napari_nanoscopy.formats import load_model
 from napari_nanoscopy.io import read_image
+from conftest import stop_after_first_step, wait_idle
 
 TIMEOUT_MS = 180_000
 FROZEN = "unet-live-factin"
 SIZE = 48
-
-
-def wait_idle(qtbot, widget):
-    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT_MS)
 
 
 def blobs(n, sigma, seed):
@@ -106,18 +103,14 @@ def test_a_run_from_layers_saves_a_translation_package_and_resumes(viewer, qtbot
     widget.cycle_sources.domain_a.use_layers(layers(viewer, "sharp stack", "sharp single"))
     widget.cycle_sources.domain_b.use_layers(layers(viewer, "blurred 1", "blurred 2"))
     job = widget.train()
-    steps = []
-    job._bridge.progressed.connect(lambda done, total, _: steps.append(done))
-    qtbot.waitUntil(lambda: len(steps) > 0, timeout=TIMEOUT_MS)
-    widget.stop()
-    wait_idle(qtbot, widget)
+    stop_after_first_step(qtbot, widget, job, TIMEOUT_MS)
     assert widget.stopped and not out.exists(), widget.last_error
     assert (tmp_path / "cycle.checkpoint" / "checkpoint.pt").is_file()
     written = sorted(path.name for path in domain_folder(out, "a").iterdir())
     assert written == ["00_sharp_single_0000.ome.tif", "01_sharp_stack_0000.ome.tif", "01_sharp_stack_0001.ome.tif"]
     assert read_image(domain_folder(out, "b") / "01_blurred_1_0000.ome.tif").pixel_size_nm == pytest.approx(20.0)
     widget.train(resume=True)
-    wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget, TIMEOUT_MS)
     assert widget.last_error is None, widget.last_error
     package = load_model(out)
     card = package.card
@@ -142,7 +135,7 @@ def test_a_run_from_two_folders(viewer, qtbot, tmp_path):
     widget.cycle_sources.domain_a.use_folder(tmp_path / "sim")
     widget.cycle_sources.domain_b.use_folder(tmp_path / "real")
     widget.train()
-    wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget, TIMEOUT_MS)
     assert widget.last_error is None, widget.last_error
     card = load_model(out).card
     assert (card.cycle.domain_a, card.cycle.domain_b) == ("sim", "real")
@@ -199,6 +192,6 @@ def test_the_runs_refusals_are_shown(viewer, qtbot, tmp_path, setup, message):
         viewer.add_image(blobs(1, 2.5, 6)[0], name="coarser", scale=(0.03, 0.03), units=("um", "um"))
         widget.cycle_sources.domain_b.use_layers(layers(viewer, "coarser"))
     widget.train()
-    wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget, TIMEOUT_MS)
     assert widget.last_error == message.format(tmp=tmp_path) and widget.status.text() == message.format(tmp=tmp_path)
     assert not out.exists() and not (tmp_path / "refused.checkpoint").exists()

@@ -8,14 +8,10 @@ import pytest
 from napari_nanoscopy.formats import bundled_models_dir, list_models, load_model
 from napari_nanoscopy.segmentation import can_segment
 from napari_nanoscopy.training.config import FROZEN_TASK_FAMILIES, UNPAIRED_FAMILIES
+from conftest import wait_idle
 
-TIMEOUT_MS = 120_000
 FROZEN = "unet-live-factin"
 DENDRITE_UNET = Path(__file__).resolve().parents[2] / "shared" / "real" / "STEDActinFCN" / "dendrite" / "network"
-
-
-def wait_idle(qtbot, widget):
-    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT_MS)
 
 
 @pytest.fixture

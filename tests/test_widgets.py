@@ -8,6 +8,7 @@ import yaml
 
 from napari_nanoscopy.io import read_image
 from napari_nanoscopy.samples import SAMPLE_DIR
+from conftest import stop_after_first_step, wait_idle
 
 MANIFEST = Path(__file__).parents[1] / "src" / "napari_nanoscopy" / "napari.yaml"
 TIMEOUT_MS = 120_000
@@ -91,10 +92,6 @@ def notifications():
     notification_manager.notification_ready.connect(record)
     yield seen
     notification_manager.notification_ready.disconnect(record)
-
-
-def wait_idle(qtbot, widget, timeout=TIMEOUT_MS):
-    qtbot.waitUntil(lambda: widget.job is None, timeout=timeout)
 
 
 def open_sample(viewer):
@@ -456,11 +453,7 @@ def test_train_stop_then_resume_finishes_the_run(make_napari_viewer, qtbot, tmp_
     out = tmp_path / "stopped"
     widget.output_edit.setText(str(out))
     job = widget.train()
-    steps = []
-    job._bridge.progressed.connect(lambda done, total, _: steps.append(done))
-    qtbot.waitUntil(lambda: len(steps) > 0, timeout=TIMEOUT_MS)
-    widget.stop()
-    wait_idle(qtbot, widget)
+    stop_after_first_step(qtbot, widget, job, TIMEOUT_MS)
     assert widget.stopped and not out.exists()
     assert "resume=True" in widget.status.text()
     assert (tmp_path / "stopped.checkpoint" / "checkpoint.pt").is_file()

@@ -253,9 +253,14 @@ def scale_task(task: np.ndarray, scaling: dict[str, Any]) -> np.ndarray:
     return (np.float32(range_low) + unit * np.float32(range_high - range_low)).astype(np.float32)
 
 
+def _annotated_values(tasks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each task map's annotated values (NaN marks unannotated pixels), leaving out maps with none."""
+    values = [task[~np.isnan(task)] if task.dtype.kind == "f" else task.ravel() for task in tasks]
+    return [annotated for annotated in values if annotated.size]
+
+
 def _task_scaling(folder: Path, tasks: list[np.ndarray], invert: bool) -> dict[str, Any]:
-    annotated = [task[~np.isnan(task)] if task.dtype.kind == "f" else task.ravel() for task in tasks]
-    annotated = [values for values in annotated if values.size]
+    annotated = _annotated_values(tasks)
     if not annotated:
         raise NanoscopyError(f"Every task map in {folder / 'task'} is unannotated (NaN); annotate some pixels.")
     low = float(min(values.min() for values in annotated))
@@ -270,8 +275,7 @@ def _task_scaling(folder: Path, tasks: list[np.ndarray], invert: bool) -> dict[s
 
 def _is_mask(tasks: list[np.ndarray]) -> bool:
     """True when the task maps hold two values only (a mask, whatever its dtype), unannotated NaN aside."""
-    annotated = [task[~np.isnan(task)] for task in tasks]
-    annotated = [values for values in annotated if values.size]
+    annotated = _annotated_values(tasks)
     if not annotated:
         return False
     low, high = min(values.min() for values in annotated), max(values.max() for values in annotated)
