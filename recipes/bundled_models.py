@@ -185,7 +185,8 @@ RECIPES = {
         description="U-Net-Live: segmentation of F-actin rings and fibres in STED images, trained on pySTED images "
         "of real axonal F-actin (datamaps derived from STED images, with the experts' ring polygons; fibres not "
         "annotated there) and of simulated dendrites (rings and fibres), half each, fine-tuned from the "
-        "segmenter trained on simulated dendrites alone; 20 nm pixels; the reference segmenter of live assist.",
+        "segmenter trained on simulated dendrites alone; 20 nm pixels. Segments real axonal rings; its fibres are "
+        "learnt from simulations only.",
     ),
     "tagan-factin": dict(
         family="tagan", data="factin_real_train", test="factin_test", tests=["factin_real_test"], steps=2000, patch=64,

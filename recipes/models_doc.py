@@ -120,8 +120,8 @@ NOTES: dict[str, str] = {
     ),
     "unet-live-factin": (
         "Dice ≥ 0.7 for rings and for fibres on simulated STED images: **met** (0.79 and 0.78; 0.75 and 0.74 "
-        "before issue 20). It is the reference segmenter of live assist and scores every F-actin model's images "
-        "below. **Real structure** (issue 20): fine-tuned for 2000 steps from the segmenter trained on synthetic "
+        "before issue 20). It scores every F-actin model's images below (live assist segments with "
+        "unet-live-factin-synthetic, see there). **Real structure** (issue 20): fine-tuned for 2000 steps from the segmenter trained on synthetic "
         "dendrites alone (recipe `unet-live-factin-synthetic`, the model bundled before) on `factin_seg_train`: "
         "half pySTED images of real axonal F-actin, the datamaps of `axon/images/actin_1` and `actin_2` "
         "carrying the experts' ring polygons as masks (`datamap --annotations`; their fibres are unannotated "
